@@ -22,9 +22,10 @@ def ratings_to_pairs(
 
     ``best_vs_worst``: the top response against the lowest. ``best_vs_random``: the top response
     against one drawn uniformly from those scored strictly lower. ``all_pairs``: every pair with
-    unequal scores. Ties never become pairs; among equal top (or bottom) scores the first
-    response wins. ``margin`` is the score gap, and ``metadata`` gains ``chosen_index`` and
-    ``rejected_index`` (positions in ``responses``). The same ``seed`` gives the same pairs.
+    unequal scores, in index order. Ties never become pairs; among equal top (or bottom) scores
+    the first response wins. ``margin`` is the score gap, and ``metadata`` gains
+    ``chosen_index`` and ``rejected_index`` (positions in ``responses``). The same ``seed``
+    gives the same pairs.
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"strategy must be one of {STRATEGIES}, got {strategy!r}")
