@@ -258,9 +258,21 @@ def test_empty_file_and_blank_lines(tmp_path: Path) -> None:
     assert load_records(path) == [Unpaired("p", "c", True)]
 
 
-def test_unknown_kind_argument() -> None:
+@pytest.mark.parametrize("fmt", ["jsonl", "parquet"])
+def test_no_records_round_trip(tmp_path: Path, fmt: str) -> None:
+    assert load_records(save_records([], tmp_path / FORMATS[fmt])) == []
+
+
+def test_no_records_refused_for_datasets_folder(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="cannot hold zero records"):
+        save_records([], tmp_path / "empty_dir")
+
+
+def test_bad_arguments_raise_before_iterating(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="kind must be one of"):
-        load_records("whatever.jsonl", kind="ranking")
+        iter_records(tmp_path / "whatever.jsonl", kind="ranking")
+    with pytest.raises(FeedbackFormatError, match="got nothing at this path"):
+        iter_records(tmp_path / "whatever.jsonl")
 
 
 # --- malformed input --------------------------------------------------------------------------
@@ -422,6 +434,9 @@ def test_unknown_extension_and_missing_file(tmp_path: Path) -> None:
         f"{csv}: expected a .jsonl, .json or .parquet file or a datasets directory, "
         "got extension '.csv'"
     )
+    bare = tmp_path / "data"
+    bare.write_text("{}")
+    assert str(load_error(bare)).endswith("got a file without an extension")
     missing = tmp_path / "nope.jsonl"
     err = load_error(missing)
     assert (

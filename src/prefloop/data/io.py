@@ -66,14 +66,15 @@ def load_records(
 def iter_records(
     path: PathLike, kind: str | None = None, split: str = "train"
 ) -> Iterator[FeedbackRecord]:
-    """Stream the records of :func:`load_records` one at a time, validating each as it is read."""
+    """Stream the records of :func:`load_records` one at a time, validating each as it is read.
+
+    A bad ``kind``, a missing file or an unknown extension raise at once; bad rows raise when
+    they are reached.
+    """
     if kind is not None and kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS} or None, got {kind!r}")
     source = Path(path)
-    for line, data in _read_rows(source, split):
-        row = _Row(data, str(source), line)
-        kind = kind or _infer_kind(row)
-        yield _parse(row, kind)
+    return _parse_rows(_read_rows(source, split), str(source), kind)
 
 
 def _read_rows(path: Path, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -81,22 +82,31 @@ def _read_rows(path: Path, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
         raise FeedbackFormatError(path, "an existing file or directory", "nothing at this path")
     fmt = _format_of(path)
     if fmt == "hf":
-        yield from _dataset_rows(path, split)
-    elif fmt == "parquet":
-        yield from _parquet_rows(path)
-    else:
-        yield from _jsonl_rows(path)
+        return _dataset_rows(path, split)
+    if fmt == "parquet":
+        return _parquet_rows(path)
+    return _jsonl_rows(path)
+
+
+def _parse_rows(
+    rows: Iterator[tuple[int, dict[str, Any]]], source: str, kind: str | None
+) -> Iterator[FeedbackRecord]:
+    for line, data in rows:
+        row = _Row(data, source, line)
+        kind = kind or _infer_kind(row)
+        yield _parse(row, kind)
 
 
 def _format_of(path: Path) -> str:
-    if path.is_dir() or not path.suffix:
+    """The format a path's extension names; a folder, or a new path without one, is ``"hf"``."""
+    if path.is_dir() or not (path.suffix or path.exists()):
         return "hf"
     fmt = _EXTENSIONS.get(path.suffix.lower())
     if fmt is None:
         raise FeedbackFormatError(
             path,
             "a .jsonl, .json or .parquet file or a datasets directory",
-            f"extension '{path.suffix}'",
+            f"extension '{path.suffix}'" if path.suffix else "a file without an extension",
         )
     return fmt
 
@@ -432,6 +442,8 @@ def _write_parquet(rows: list[dict[str, Any]], path: Path) -> None:
 def _write_dataset(rows: list[dict[str, Any]], path: Path) -> None:
     import datasets  # imported here: it is slow to import and only folders need it
 
+    if not rows:  # save_to_disk writes no data file for zero rows, and then cannot reload it
+        raise ValueError("datasets folders cannot hold zero records; save them as JSONL or Parquet")
     datasets.Dataset.from_dict(_arrow_columns(rows, path)).save_to_disk(str(path))
 
 
