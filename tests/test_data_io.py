@@ -196,6 +196,26 @@ def test_trl_implicit_prompt_takes_shared_leading_messages(tmp_path: Path) -> No
     assert (record.chosen, record.rejected) == ("Blue.", "Green.")
 
 
+def test_conversational_responses_extend_prompt_without_doubling_it(tmp_path: Path) -> None:
+    call = {"role": "assistant", "content": "search(sky)"}
+    tool = {"role": "tool", "content": "blue"}
+    full = [*CHAT, call, tool]
+    rows = [
+        {
+            "prompt": CHAT,
+            "chosen": [call, tool, {"role": "assistant", "content": "Blue."}],
+            "rejected": [call, tool, {"role": "assistant", "content": "Green."}],
+        },
+        {
+            "prompt": CHAT,
+            "chosen": [*full, {"role": "assistant", "content": "Blue."}],
+            "rejected": [*full, {"role": "assistant", "content": "Green."}],
+        },
+    ]
+    path = write_jsonl(tmp_path / "d.jsonl", rows)
+    assert load_records(path) == [Comparison(full, "Blue.", "Green.")] * 2
+
+
 def test_trl_unpaired_conversational_completion(tmp_path: Path) -> None:
     row = {
         "prompt": CHAT,

@@ -281,13 +281,18 @@ def _response(row: _Row, column: str) -> tuple[list[Message], str]:
 
 
 def _prompt(row: _Row, lead: list[Message]) -> Prompt:
-    """The prompt column, extended by the responses' leading messages; a missing prompt column
-    is TRL's implicit-prompt form, where those leading messages are the whole prompt."""
+    """The prompt column, extended by the responses' leading messages.
+
+    A missing prompt column is TRL's implicit-prompt form: the leading messages are the whole
+    prompt. So are they when they already start with the prompt column's messages (datasets
+    that store both a prompt and full conversations), so the prompt is not doubled.
+    """
     name, value = row.take("prompt")
     if value in (None, MISSING) and lead:
         return lead
     if isinstance(value, list):
-        return _messages(row, name, value) + lead
+        messages = _messages(row, name, value)
+        return lead if lead[: len(messages)] == messages else messages + lead
     if not isinstance(value, str) or not value:
         row.fail(name, "a non-empty string or a list of messages", describe(value))
     if lead:
