@@ -129,10 +129,10 @@ def _jsonl_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 def _parquet_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     try:
-        table = pq.ParquetFile(path)
+        parquet = pq.ParquetFile(path)
     except (pa.ArrowException, OSError) as err:
         raise FeedbackFormatError(path, "a Parquet file", f"unreadable data ({err})") from None
-    rows = (data for batch in table.iter_batches() for data in batch.to_pylist())
+    rows = (data for batch in parquet.iter_batches() for data in batch.to_pylist())
     yield from enumerate(rows, start=1)
 
 
