@@ -1,0 +1,13 @@
+"""``python -m prefloop.serve [--db URL] [--host H] [--port N] [--init]``."""
+
+import argparse
+
+from prefloop.serve.cli import DEFAULT_DB, serve_command
+
+parser = argparse.ArgumentParser(prog="python -m prefloop.serve", description=__doc__)
+parser.add_argument("--db", default=DEFAULT_DB, help="sqlite:///file.db or postgresql://...")
+parser.add_argument("--host", default="127.0.0.1")
+parser.add_argument("--port", type=int, default=8000)
+parser.add_argument("--init", action="store_true", help="create and print the admin token once")
+args = parser.parse_args()
+serve_command(db=args.db, host=args.host, port=args.port, init=args.init)

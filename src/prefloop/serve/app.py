@@ -1,0 +1,65 @@
+"""The FastAPI application: API under ``/api/v1``, the annotation page at ``/``.
+
+OpenAPI is served at ``/openapi.json``; the interactive docs pages are off because they load
+assets from a CDN and the server must work with no outside network.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy.engine import Engine
+
+from prefloop.serve.api_admin import router as admin_router
+from prefloop.serve.api_annotate import router as annotate_router
+from prefloop.serve.auth import Principal, principal
+from prefloop.serve.db import make_sessionmaker
+from prefloop.serve.labels import LabelError
+
+STATIC = Path(__file__).parent / "static"
+MAX_BODY = 16 * 1024 * 1024
+
+
+def create_app(engine: Engine) -> FastAPI:
+    """An app bound to ``engine`` (already migrated: see :func:`prefloop.serve.migrate.upgrade`)."""
+    app = FastAPI(
+        title="prefloop feedback service",
+        version="1",
+        description="Collect pairwise, ranking, rating and critique feedback for training.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.sessions = make_sessionmaker(engine)
+    app.include_router(admin_router, prefix="/api/v1")
+    app.include_router(annotate_router, prefix="/api/v1")
+
+    @app.get("/api/v1/me", tags=["auth"])
+    def me(who: Principal = Depends(principal)) -> dict:
+        """The caller's role and the project or annotator its token is bound to."""
+        return {"role": who.role, "project_id": who.project_id, "annotator_id": who.judge_id}
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> dict:
+        return {"ok": True}
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(LabelError)
+    def _label_error(_request: Request, err: LabelError) -> JSONResponse:
+        return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.middleware("http")
+    async def _limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+            return JSONResponse({"detail": f"body larger than {MAX_BODY} bytes"}, status_code=413)
+        return await call_next(request)
+
+    return app

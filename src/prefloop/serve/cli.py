@@ -1,0 +1,116 @@
+"""Command-line entry points, plain functions for ``prefloop serve`` to wire up.
+
+``serve_command`` runs the server (``init=True`` first creates the server-admin token and prints
+it once); ``import_command`` and ``export_command`` move items and judgments through files.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+
+from prefloop.data.io import load_records
+from prefloop.serve.audit import audit
+from prefloop.serve.auth import SERVER_ADMIN, issue_token
+from prefloop.serve.db import Credential, Project, make_engine, make_sessionmaker
+from prefloop.serve.export import FORMS, ndjson, project_records, rows
+from prefloop.serve.items import insert_items, item_from_record
+from prefloop.serve.migrate import upgrade
+from prefloop.serve.schemas import ItemIn
+
+DEFAULT_DB = "sqlite:///prefloop-feedback.db"
+
+
+def open_db(db: str) -> Engine:
+    """Engine for ``db`` with the schema migrated to the newest version."""
+    engine = make_engine(db)
+    upgrade(engine)
+    return engine
+
+
+def init_admin(engine: Engine) -> str | None:
+    """Create the first server-admin token and return it; None if one already exists."""
+    with make_sessionmaker(engine)() as session:
+        if session.scalar(select(Credential).where(Credential.role == SERVER_ADMIN)) is not None:
+            return None
+        token = issue_token(session, SERVER_ADMIN)
+        audit(session, "cli", "init")
+        session.commit()
+        return token
+
+
+def serve_command(
+    db: str = DEFAULT_DB, host: str = "127.0.0.1", port: int = 8000, init: bool = False
+) -> None:
+    """Run the server on ``host:port`` against ``db`` (``sqlite:///path`` or ``postgresql://``)."""
+    import uvicorn
+
+    from prefloop.serve.app import create_app
+
+    engine = open_db(db)
+    if init:
+        token = init_admin(engine)
+        if token is None:
+            raise SystemExit("already initialised: a server admin token exists (none is reprinted)")
+        print(f"server admin token (shown once, store it now): {token}", flush=True)
+    uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")
+
+
+def _project(session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise SystemExit(f"project {project_id} not found")
+    return project
+
+
+def _item_lines(source: Path) -> list[ItemIn]:
+    """Items from a JSONL file in the API's item form; empty if the file is not in that form."""
+    if source.suffix != ".jsonl":
+        return []
+    lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not lines or "responses" not in json.loads(lines[0]):
+        return []
+    return [
+        ItemIn.model_validate({"external_id": f"{source.name}:{n}", **json.loads(line)})
+        for n, line in enumerate(lines)
+    ]
+
+
+def import_command(path: str, project: int, db: str = DEFAULT_DB) -> int:
+    """Add items from a file: prefloop/TRL records (JSONL, Parquet, HF folder: comparisons or
+    ratings) or JSONL lines in the API's item form (``{"prompt", "responses", ...}``).
+
+    Returns the number of new items; rows already imported (same file and line) are skipped.
+    """
+    source = Path(path)
+    specs = _item_lines(source) or [
+        item_from_record(r, f"{source.name}:{n}") for n, r in enumerate(load_records(source))
+    ]
+    with make_sessionmaker(open_db(db))() as session:
+        _ids, created = insert_items(session, _project(session, project), specs)
+        audit(session, "cli", "import_items", project, str(source), count=created)
+        session.commit()
+    return created
+
+
+def export_command(
+    project: int,
+    out: str,
+    db: str = DEFAULT_DB,
+    form: str = "prefloop",
+    pairs: bool = False,
+    judges: str = "all",
+) -> int:
+    """Write the project's judgments as JSON lines (training + provenance columns); row count."""
+    if form not in FORMS:
+        raise SystemExit(f"form must be one of {FORMS}")
+    with make_sessionmaker(open_db(db))() as session:
+        records = project_records(session, _project(session, project), judges, pairs)
+        audit(session, "cli", "export", project, out, form=form)
+        session.commit()
+    lines = list(ndjson(rows(records, form)))
+    Path(out).write_text("".join(lines), encoding="utf-8")
+    return len(lines)

@@ -1,0 +1,51 @@
+"""Lookups and conversions the admin and annotator routers share."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from prefloop.serve.db import Judge, Judgment, Project, as_utc
+from prefloop.serve.schemas import JudgmentOut, ProjectOut
+
+
+def get_project(session: Session, project_id: int) -> Project:
+    project = session.get(Project, project_id)
+    if project is None:
+        raise HTTPException(404, f"project {project_id} not found")
+    return project
+
+
+def project_out(project: Project) -> ProjectOut:
+    return ProjectOut.model_validate(project, from_attributes=True)
+
+
+def judgment_out(judgment: Judgment, judge_kind: str, duplicate: bool = False) -> JudgmentOut:
+    return JudgmentOut(
+        id=judgment.id,
+        item_id=judgment.item_id,
+        judge_id=judgment.judge_id,
+        judge_kind=judge_kind,
+        task=judgment.task,
+        pair=judgment.pair,
+        preference=judgment.preference,
+        label=judgment.label,
+        raw_label=judgment.raw_label,
+        display_order=judgment.display_order,
+        guideline_version=judgment.guideline_version,
+        created_at=as_utc(judgment.created_at),
+        duplicate=duplicate,
+    )
+
+
+def stored_judgment(session: Session, item_id: int, judge_id: int, raw: dict) -> JudgmentOut | None:
+    """The judgment already stored for (item, judge), if any; 409 if its answer differs."""
+    existing = session.scalar(
+        select(Judgment).where(Judgment.item_id == item_id, Judgment.judge_id == judge_id)
+    )
+    if existing is None:
+        return None
+    if existing.raw_label != raw:
+        raise HTTPException(409, "this item was already judged by this judge with another answer")
+    return judgment_out(existing, session.get(Judge, judge_id).kind, duplicate=True)
