@@ -7,10 +7,10 @@ TRL's conversational form). Responses are plain text: the assistant turn's conte
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any
 
 Message = dict[str, str]
-Prompt = Union[str, list[Message]]
+Prompt = str | list[Message]
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,7 @@ class Unpaired:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
-FeedbackRecord = Union[Comparison, Rating, Critique, Unpaired]
+FeedbackRecord = Comparison | Rating | Critique | Unpaired
 
 
 def prompt_text(prompt: Prompt) -> str:

@@ -1,0 +1,1 @@
+"""Experiments on the ground-truth lab: the demo and the method comparisons."""

@@ -1,0 +1,60 @@
+"""Reward-model training with the Bradley–Terry loss on pairwise comparisons."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from prefloop.data.records import Comparison
+from prefloop.models.reward import RewardModel
+from prefloop.objectives.reward import bradley_terry_loss
+from prefloop.train.engine import TrainConfig, TrainResult, run_training
+
+
+def train_reward_model(
+    reward_model: RewardModel,
+    comparisons: Sequence[Comparison],
+    config: TrainConfig,
+    out_dir: str | Path,
+    use_margin: bool = False,
+    label_smoothing: float = 0.0,
+    resume: bool = False,
+    show_progress: bool = True,
+) -> TrainResult:
+    """Fit r so that sigmoid(r(chosen) − r(rejected)) matches the labels.
+
+    Chosen and rejected go through the model in one forward pass. ``use_margin`` puts each
+    record's ``margin`` inside the sigmoid; ``label_smoothing`` is the flip rate ε.
+    """
+    if use_margin and any(c.margin is None for c in comparisons):
+        raise ValueError("use_margin needs a margin on every comparison")
+
+    def loss_fn(indices: Sequence[int]):
+        pairs = [comparisons[i] for i in indices]
+        prompts = [c.prompt for c in pairs]
+        rewards = reward_model.forward(
+            reward_model.encode(
+                prompts + prompts, [c.chosen for c in pairs] + [c.rejected for c in pairs]
+            )
+        )
+        chosen, rejected = rewards.chunk(2)
+        margin = (
+            torch.tensor([c.margin for c in pairs], device=chosen.device) if use_margin else None
+        )
+        loss = bradley_terry_loss(chosen, rejected, margin=margin, label_smoothing=label_smoothing)
+        accuracy = (chosen > rejected).float().mean().item()
+        return loss.mean(), {"accuracy": accuracy, "reward_gap": (chosen - rejected).mean().item()}
+
+    return run_training(
+        reward_model.model,
+        len(comparisons),
+        loss_fn,
+        config,
+        out_dir,
+        reward_model.save_pretrained,
+        resume=resume,
+        description="reward model",
+        show_progress=show_progress,
+    )
