@@ -226,6 +226,8 @@ def _lab_command(name: str, module: str, function: str, help_text: str) -> None:
 
 for _name, _module, _help in (
     ("objectives", "prefloop.lab.objectives", "Train every objective on one world and compare."),
+    ("overoptimization", "prefloop.lab.overoptimization", "Best-of-n against proxy reward models."),
+    ("reward-models", "prefloop.lab.reward_models", "Compare reward models, in and out of domain."),
 ):
     _lab_command(_name, _module, "run_lab", _help)
 
