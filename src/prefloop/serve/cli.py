@@ -71,7 +71,8 @@ def _item_lines(source: Path) -> list[ItemIn]:
     if source.suffix != ".jsonl":
         return []
     lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not lines or "responses" not in json.loads(lines[0]):
+    first = json.loads(lines[0]) if lines else {}
+    if "responses" not in first or not set(first) <= set(ItemIn.model_fields):
         return []
     return [
         ItemIn.model_validate({"external_id": f"{source.name}:{n}", **json.loads(line)})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
@@ -92,7 +92,9 @@ class ResponseIn(Strict):
 class ItemIn(Strict):
     external_id: str | None = Field(None, min_length=1, max_length=200)
     prompt: Prompt = Field(description="text, or a list of {role, content} messages")
-    responses: list[ResponseIn | str] = Field(min_length=2, max_length=MAX_RESPONSES)
+    responses: list[ResponseIn | Annotated[str, Field(max_length=MAX_TEXT)]] = Field(
+        min_length=2, max_length=MAX_RESPONSES
+    )
     rewards: list[list[float]] | None = Field(
         None, max_length=64, description="ensemble rewards [models][responses]"
     )

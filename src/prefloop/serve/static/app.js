@@ -1,0 +1,217 @@
+// prefloop annotation page: plain JavaScript, no external assets.
+// Text from the server is always set with textContent, never parsed as HTML.
+"use strict";
+
+const api = "/api/v1";
+const state = { token: sessionStorage.getItem("prefloop-token") || "", project: null, current: null, ranking: [] };
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attrs = {}, text = "") {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
+  if (text) node.textContent = text;
+  return node;
+}
+
+async function call(method, path, body) {
+  const response = await fetch(api + path, {
+    method,
+    headers: { Authorization: "Bearer " + state.token, "Content-Type": "application/json" },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 204) return null;
+  const data = await response.json();
+  if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
+  return data;
+}
+
+function say(message) { $("status").textContent = message; }
+
+async function signIn() {
+  state.token = $("token").value.trim() || state.token;
+  try {
+    const projects = await call("GET", "/projects");
+    sessionStorage.setItem("prefloop-token", state.token);
+    const list = $("projects");
+    list.replaceChildren();
+    for (const project of projects) {
+      const button = el("button", { "data-project": project.id }, `${project.name} (${project.task})`);
+      button.addEventListener("click", () => open(project));
+      list.append(el("li")).append(button);
+    }
+    say(projects.length ? "Choose a project." : "You are not assigned to any project yet.");
+  } catch (error) { say("Sign-in failed: " + error.message); }
+}
+
+async function open(project) {
+  state.project = project;
+  $("project-name").textContent = project.name;
+  $("login-view").hidden = true;
+  $("task-view").hidden = false;
+  await next();
+}
+
+async function showProgress() {
+  const p = await call("GET", `/projects/${state.project.id}/progress`);
+  const total = p.submitted + p.skipped + p.open + p.available;
+  $("progress").textContent = `${p.submitted} done · ${p.available + p.open} to go`;
+  $("progress-bar").max = Math.max(total, 1);
+  $("progress-bar").value = p.submitted + p.skipped;
+}
+
+async function next() {
+  try {
+    state.current = await call("POST", `/projects/${state.project.id}/next`);
+  } catch (error) { say("Could not load an item: " + error.message); return; }
+  await showProgress();
+  if (!state.current) {
+    $("task-view").hidden = true;
+    say("All done: nothing left to judge in this project. Thank you!");
+    return;
+  }
+  say("");
+  render(state.current);
+}
+
+function promptText(prompt) {
+  return typeof prompt === "string" ? prompt : prompt.map((m) => `${m.role}: ${m.content}`).join("\n\n");
+}
+
+function render(item) {
+  $("guideline").textContent = item.guideline || "(no guideline)";
+  $("prompt").textContent = promptText(item.prompt);
+  state.ranking = [];
+  const columns = $("responses");
+  columns.replaceChildren();
+  for (const response of item.responses) {
+    const box = el("div", { class: "response", id: `resp-${response.position}` });
+    const title = item.task === "pairwise" ? (response.position === 0 ? "Left" : "Right") : `Response ${response.position + 1}`;
+    box.append(el("h3", {}, title), el("div", { class: "text" }, response.text));
+    columns.append(box);
+  }
+  const controls = $("controls");
+  controls.replaceChildren();
+  ({ pairwise: pairwiseControls, ranking: rankingControls, rating: ratingControls, critique: critiqueControls })[item.task](item, controls);
+  controls.append(button("btn-skip", "Skip", skip));
+}
+
+function button(id, label, action) {
+  const b = el("button", { id, type: "button" }, label);
+  b.addEventListener("click", action);
+  return b;
+}
+
+async function submit(label) {
+  const item = state.current;
+  if (!item) return;
+  state.current = null; // ignore repeated keys while this answer is on its way
+  try {
+    await call("POST", `/assignments/${item.assignment_id}/submit`, label);
+  } catch (error) { state.current = item; say("Not saved: " + error.message); return; }
+  await next();
+}
+
+async function skip() {
+  const item = state.current;
+  if (!item) return;
+  state.current = null;
+  await call("POST", `/assignments/${item.assignment_id}/skip`);
+  await next();
+}
+
+function pairwiseControls(_item, controls) {
+  controls.append(
+    button("btn-left", "◀ Left is better", () => submit({ choice: "left" })),
+    button("btn-tie", "Tie", () => submit({ choice: "tie" })),
+    button("btn-right", "Right is better ▶", () => submit({ choice: "right" })),
+    button("btn-both-bad", "Both bad", () => submit({ choice: "both_bad" })),
+  );
+  $("keys").textContent = "Keys: ← or 1 = left, → or 2 = right, ↓ or T = tie, B = both bad, S = skip.";
+}
+
+function rankingControls(item, controls) {
+  for (const response of item.responses) {
+    const box = $(`resp-${response.position}`);
+    box.querySelector("h3").append(" ", el("span", { class: "rank-badge" }));
+    box.addEventListener("click", () => pickRank(response.position));
+  }
+  controls.append(
+    button("btn-reset", "Reset ranking", () => { state.ranking = []; showRanks(); }),
+    button("btn-submit", "Submit ranking", () => {
+      if (state.ranking.length === item.responses.length) submit({ ranking: state.ranking });
+      else say("Rank every response first (click them best to worst, or press their numbers).");
+    }),
+  );
+  $("keys").textContent = "Click or press 1..9 on responses from best to worst, Enter submits, S skips.";
+}
+
+function pickRank(position) {
+  if (!state.ranking.includes(position)) state.ranking.push(position);
+  showRanks();
+}
+
+function showRanks() {
+  for (const response of state.current.responses) {
+    const rank = state.ranking.indexOf(response.position);
+    const box = $(`resp-${response.position}`);
+    box.classList.toggle("picked", rank >= 0);
+    box.querySelector(".rank-badge").textContent = rank >= 0 ? `#${rank + 1}` : "";
+  }
+}
+
+function ratingControls(item, controls) {
+  for (const response of item.responses) {
+    const box = $(`resp-${response.position}`);
+    for (const aspect of item.aspects) {
+      const select = el("select", { "data-aspect": aspect, "data-position": response.position, "aria-label": aspect });
+      select.append(el("option", { value: "" }, `${aspect}…`));
+      for (let s = item.scale_min; s <= item.scale_max; s++) select.append(el("option", { value: s }, String(s)));
+      box.append(select);
+    }
+  }
+  controls.append(button("btn-submit", "Submit ratings", () => {
+    const ratings = {};
+    for (const aspect of item.aspects) {
+      ratings[aspect] = item.responses.map((r) => Number(document.querySelector(
+        `select[data-aspect="${CSS.escape(aspect)}"][data-position="${r.position}"]`).value || NaN));
+    }
+    if (Object.values(ratings).flat().some(Number.isNaN)) { say("Rate every aspect of every response."); return; }
+    submit({ ratings });
+  }));
+  $("keys").textContent = "Enter submits, S skips.";
+}
+
+function critiqueControls(item, controls) {
+  const target = el("select", { id: "critique-target", "aria-label": "response to critique" });
+  for (const r of item.responses) target.append(el("option", { value: r.position }, `Response ${r.position + 1}`));
+  const critique = el("textarea", { id: "critique-text", placeholder: "What is wrong or missing?" });
+  const revision = el("textarea", { id: "critique-revision", placeholder: "Corrected response (optional)" });
+  controls.append(target, critique, revision, button("btn-submit", "Submit critique", () => {
+    const label = { target: Number(target.value), critique: critique.value || null, revision: revision.value || null };
+    if (!label.critique && !label.revision) { say("Write a critique or a corrected response."); return; }
+    submit(label);
+  }));
+  $("keys").textContent = "Ctrl+Enter submits.";
+}
+
+document.addEventListener("keydown", (event) => {
+  const item = state.current;
+  if (!item || event.target.matches("input, textarea, select")) {
+    if (item && item.task === "critique" && event.key === "Enter" && event.ctrlKey) $("btn-submit").click();
+    return;
+  }
+  const key = event.key.toLowerCase();
+  if (key === "s") { skip(); return; }
+  if (item.task === "pairwise") {
+    const choice = { arrowleft: "left", 1: "left", arrowright: "right", 2: "right", arrowdown: "tie", t: "tie", b: "both_bad" }[key];
+    if (choice) { event.preventDefault(); submit({ choice }); }
+  } else if (item.task === "ranking" && /^[1-9]$/.test(key) && Number(key) <= item.responses.length) {
+    pickRank(Number(key) - 1);
+  } else if (key === "enter" && $("btn-submit")) {
+    $("btn-submit").click();
+  }
+});
+
+$("login").addEventListener("click", signIn);
+$("token").addEventListener("keydown", (event) => { if (event.key === "Enter") signIn(); });
+if (state.token) signIn();
