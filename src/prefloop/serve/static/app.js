@@ -37,7 +37,9 @@ async function signIn() {
     for (const project of projects) {
       const button = el("button", { "data-project": project.id }, `${project.name} (${project.task})`);
       button.addEventListener("click", () => open(project));
-      list.append(el("li")).append(button);
+      const entry = el("li");
+      entry.append(button);
+      list.append(entry);
     }
     say(projects.length ? "Choose a project." : "You are not assigned to any project yet.");
   } catch (error) { say("Sign-in failed: " + error.message); }

@@ -1,0 +1,91 @@
+"""Real browser: headless Chromium judges items by keyboard and by clicks; the export has them."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+from conftest import make_setup
+
+selenium = pytest.importorskip("selenium")
+from selenium import webdriver  # noqa: E402
+from selenium.webdriver.chrome.service import Service  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support import expected_conditions as ec  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+@pytest.fixture
+def browser(chromium_paths, tmp_path):
+    chromium, chromedriver = chromium_paths
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_judging_in_the_browser(browser, live_server, sqlite_url):
+    server = live_server(sqlite_url)
+    long_text = "word " * 3000
+    items = [
+        {"prompt": f"q{i}", "responses": [f"good {i} {long_text}", f"bad {i}"]} for i in range(6)
+    ]
+    with httpx.Client(base_url=server.base) as http:
+        s = make_setup(http, server.token, n_annotators=1, items=items)
+        wait = WebDriverWait(browser, 20)
+        browser.get(server.base + "/")
+        external = [
+            e.get_attribute("src") or e.get_attribute("href")
+            for e in browser.find_elements(By.CSS_SELECTOR, "script[src], link[href]")
+        ]
+        assert external and all(u.startswith(server.base) for u in external)
+        browser.find_element(By.ID, "token").send_keys(s.annotators[0]["token"], Keys.ENTER)
+        wait.until(ec.element_to_be_clickable((By.CSS_SELECTOR, "#projects button"))).click()
+
+        def shown() -> tuple[str, str]:
+            wait.until(lambda d: d.find_element(By.ID, "prompt").text.startswith("q"))
+            left = browser.find_element(By.CSS_SELECTOR, "#resp-0 .text").text
+            return browser.find_element(By.ID, "prompt").text, left
+
+        body = browser.find_element(By.TAG_NAME, "body")
+        for n in range(6):
+            prompt, left = shown()
+            good_left = left.startswith("good")
+            if n < 3:  # keyboard: arrow keys
+                body.send_keys(Keys.ARROW_LEFT if good_left else Keys.ARROW_RIGHT)
+            elif n < 5:  # mouse
+                browser.find_element(By.ID, "btn-left" if good_left else "btn-right").click()
+            else:
+                body.send_keys("t")  # a tie by keyboard
+            wait.until(
+                lambda d, p=prompt: (
+                    d.find_element(By.ID, "prompt").text != p
+                    or "All done" in d.find_element(By.ID, "status").text
+                )
+            )
+        wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "All done"))
+        assert "6 done" in browser.find_element(By.ID, "progress").text
+
+        export = http.get(s.url("/export"), headers=s.admin())
+        rows = [json.loads(line) for line in export.text.splitlines()]
+    assert len(rows) == 6
+    decided = [r for r in rows if r["strength"] == 1.0]
+    assert len(decided) == 5 and all(r["chosen"].startswith("good") for r in decided)
+    assert [r["raw_label"]["choice"] for r in rows].count("tie") == 1
