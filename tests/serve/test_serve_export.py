@@ -35,7 +35,8 @@ def judge_all(s, answer) -> None:
 def export(s, **params) -> list[dict]:
     r = s.client.get(s.url("/export"), params=params, headers=s.admin())
     assert r.status_code == 200 and r.headers["content-type"].startswith("application/x-ndjson")
-    return [json.loads(line) for line in r.text.splitlines()]
+    rows = [json.loads(line) for line in r.text.splitlines()]
+    return sorted(rows, key=lambda row: row["item_id"])  # stable: pairs keep their order
 
 
 def prefer_good(texts):

@@ -7,9 +7,9 @@ training loop uses to post items and read judgments back.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response
+from fastapi import APIRouter, Body, Depends, HTTPException, Query, Response
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -35,11 +35,13 @@ from prefloop.serve.export import ndjson, project_records, rows
 from prefloop.serve.items import insert_items
 from prefloop.serve.labels import canonicalize
 from prefloop.serve.schemas import (
+    MAX_ID,
     AIJudgmentIn,
     AnnotatorCreated,
     AnnotatorIn,
     AnnotatorOut,
     AuditOut,
+    Id,
     ItemOut,
     ItemsCreated,
     ItemsIn,
@@ -49,11 +51,12 @@ from prefloop.serve.schemas import (
     ProjectIn,
     ProjectOut,
     ProjectPatch,
+    Rewards,
 )
 
 router = APIRouter()
 Page = Query(100, ge=1, le=1000)
-After = Query(0, ge=0, description="return rows with a larger id (cursor)")
+After = Query(0, ge=0, le=MAX_ID, description="return rows with a larger id (cursor)")
 
 
 def _admin_project(session: Session, project_id: int, who: Principal) -> Project:
@@ -101,7 +104,7 @@ def list_projects(
 
 @router.get("/projects/{project_id}", response_model=ProjectOut, tags=["projects"])
 def read_project(
-    project_id: int, who: Principal = Depends(principal), session: Session = Depends(get_session)
+    project_id: Id, who: Principal = Depends(principal), session: Session = Depends(get_session)
 ) -> ProjectOut:
     project = get_project(session, project_id)
     if not who.can_admin(project_id) and session.get(Member, (project_id, who.judge_id)) is None:
@@ -111,7 +114,7 @@ def read_project(
 
 @router.patch("/projects/{project_id}", response_model=ProjectOut, tags=["projects"])
 def update_project(
-    project_id: int,
+    project_id: Id,
     body: ProjectPatch,
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
@@ -164,7 +167,7 @@ def _annotator(session: Session, annotator_id: int) -> Judge:
 
 @router.delete("/annotators/{annotator_id}", status_code=204, tags=["annotators"])
 def remove_annotator(
-    annotator_id: int,
+    annotator_id: Id,
     who: Principal = Depends(require_server_admin),
     session: Session = Depends(get_session),
 ) -> Response:
@@ -182,7 +185,7 @@ def remove_annotator(
     "/annotators/{annotator_id}/token", response_model=AnnotatorCreated, tags=["annotators"]
 )
 def rotate_token(
-    annotator_id: int,
+    annotator_id: Id,
     who: Principal = Depends(require_server_admin),
     session: Session = Depends(get_session),
 ) -> AnnotatorCreated:
@@ -199,7 +202,7 @@ def rotate_token(
 
 @router.post("/projects/{project_id}/members", status_code=204, tags=["annotators"])
 def add_member(
-    project_id: int,
+    project_id: Id,
     body: MemberIn,
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
@@ -220,8 +223,8 @@ def add_member(
     "/projects/{project_id}/members/{annotator_id}", status_code=204, tags=["annotators"]
 )
 def remove_member(
-    project_id: int,
-    annotator_id: int,
+    project_id: Id,
+    annotator_id: Id,
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
 ) -> Response:
@@ -240,7 +243,7 @@ def remove_member(
     "/projects/{project_id}/members", response_model=list[AnnotatorOut], tags=["annotators"]
 )
 def list_members(
-    project_id: int, who: Principal = Depends(principal), session: Session = Depends(get_session)
+    project_id: Id, who: Principal = Depends(principal), session: Session = Depends(get_session)
 ) -> list[AnnotatorOut]:
     project = _admin_project(session, project_id, who)
     judges = session.scalars(
@@ -255,7 +258,7 @@ def list_members(
     "/projects/{project_id}/items", response_model=ItemsCreated, status_code=201, tags=["items"]
 )
 def add_items(
-    project_id: int,
+    project_id: Id,
     body: ItemsIn,
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
@@ -294,8 +297,8 @@ def _item_out(session: Session, item: Item) -> ItemOut:
 
 @router.get("/projects/{project_id}/items/{item_id}", response_model=ItemOut, tags=["items"])
 def read_item(
-    project_id: int,
-    item_id: int,
+    project_id: Id,
+    item_id: Id,
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
 ) -> ItemOut:
@@ -308,17 +311,17 @@ def read_item(
     "/projects/{project_id}/items/{item_id}/rewards", response_model=ItemOut, tags=["items"]
 )
 def set_rewards(
-    project_id: int,
-    item_id: int,
-    rewards: list[list[float]],
+    project_id: Id,
+    item_id: Id,
+    rewards: Annotated[list[Rewards], Body(max_length=64)],
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
 ) -> ItemOut:
     """Replace the ensemble's rewards [models][responses] used by the disagreement rule."""
     project = _admin_project(session, project_id, who)
     item = _item(session, project, item_id)
-    if len(rewards) > 64 or any(len(r) != len(item.responses) for r in rewards):
-        raise HTTPException(422, "rewards need at most 64 rows of one value per response")
+    if any(len(r) != len(item.responses) for r in rewards):
+        raise HTTPException(422, "rewards need one value per response in every row")
     item.rewards = rewards
     audit(session, who, "set_rewards", project.id, f"item:{item.id}")
     session.commit()
@@ -337,7 +340,7 @@ def _ai_judge(session: Session, body: AIJudgmentIn) -> Judge:
 
 @router.post("/projects/{project_id}/ai-judgments", response_model=JudgmentOut, tags=["judgments"])
 def add_ai_judgment(
-    project_id: int,
+    project_id: Id,
     body: AIJudgmentIn,
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
@@ -383,7 +386,7 @@ def add_ai_judgment(
     "/projects/{project_id}/judgments", response_model=list[JudgmentOut], tags=["judgments"]
 )
 def list_judgments(
-    project_id: int,
+    project_id: Id,
     after: int = After,
     limit: int = Page,
     who: Principal = Depends(principal),
@@ -408,7 +411,7 @@ def list_judgments(
     responses={200: {"content": {"application/x-ndjson": {}}}},
 )
 def export(
-    project_id: int,
+    project_id: Id,
     form: Literal["prefloop", "trl-explicit", "trl-implicit", "trl-kto"] = "prefloop",
     pairs: bool = Query(False, description="expand rankings and ratings into all pairs"),
     judges: Literal["all", "human", "ai"] = "all",
@@ -428,7 +431,7 @@ def export(
 
 @router.get("/projects/{project_id}/agreement", tags=["judgments"])
 def agreement(
-    project_id: int,
+    project_id: Id,
     judges: Literal["all", "human", "ai"] = "human",
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
@@ -447,7 +450,7 @@ def _audit_page(session: Session, after: int, limit: int, *where) -> list[AuditO
 
 @router.get("/projects/{project_id}/audit", response_model=list[AuditOut], tags=["audit"])
 def project_audit(
-    project_id: int,
+    project_id: Id,
     after: int = After,
     limit: int = Page,
     who: Principal = Depends(principal),

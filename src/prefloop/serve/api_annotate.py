@@ -19,7 +19,7 @@ from prefloop.serve.auth import Principal, get_session, principal, require_membe
 from prefloop.serve.common import get_project, judgment_out, stored_judgment
 from prefloop.serve.db import Assignment, Draft, Item, Judgment, Project, utcnow
 from prefloop.serve.labels import canonicalize
-from prefloop.serve.schemas import AssignmentOut, JudgmentOut, Label, Progress, ShownResponse
+from prefloop.serve.schemas import AssignmentOut, Id, JudgmentOut, Label, Progress, ShownResponse
 
 router = APIRouter(tags=["annotate"])
 _rng = np.random.default_rng()
@@ -62,7 +62,7 @@ def _own(session: Session, assignment_id: int, who: Principal) -> tuple[Assignme
     responses={204: {"description": "nothing left for this annotator"}},
 )
 def next_item(
-    project_id: int, who: Principal = Depends(principal), session: Session = Depends(get_session)
+    project_id: Id, who: Principal = Depends(principal), session: Session = Depends(get_session)
 ):
     """The annotator's open item, or a new one picked by the project's selection rule."""
     for _attempt in range(5):
@@ -83,7 +83,7 @@ def next_item(
 
 @router.put("/assignments/{assignment_id}/draft", status_code=204)
 def save_draft(
-    assignment_id: int,
+    assignment_id: Id,
     label: Label,
     who: Principal = Depends(principal),
     session: Session = Depends(get_session),
@@ -111,7 +111,7 @@ def _close(assignment_id: int, who: Principal, session: Session, status: str) ->
 
 @router.post("/assignments/{assignment_id}/skip", status_code=204)
 def skip(
-    assignment_id: int, who: Principal = Depends(principal), session: Session = Depends(get_session)
+    assignment_id: Id, who: Principal = Depends(principal), session: Session = Depends(get_session)
 ) -> Response:
     """Decline the item: recorded as a status, never as a label; the slot goes to someone else."""
     return _close(assignment_id, who, session, "skipped")
@@ -119,7 +119,7 @@ def skip(
 
 @router.post("/assignments/{assignment_id}/discard", status_code=204)
 def discard(
-    assignment_id: int, who: Principal = Depends(principal), session: Session = Depends(get_session)
+    assignment_id: Id, who: Principal = Depends(principal), session: Session = Depends(get_session)
 ) -> Response:
     """Abandon the item; any draft stays stored (apart from submissions)."""
     return _close(assignment_id, who, session, "discarded")
@@ -127,7 +127,7 @@ def discard(
 
 @router.post("/assignments/{assignment_id}/submit", response_model=JudgmentOut)
 def submit(
-    assignment_id: int,
+    assignment_id: Id,
     label: Label,
     request: Request,
     who: Principal = Depends(principal),
@@ -179,7 +179,7 @@ def submit(
 
 @router.get("/projects/{project_id}/progress", response_model=Progress)
 def progress(
-    project_id: int, who: Principal = Depends(principal), session: Session = Depends(get_session)
+    project_id: Id, who: Principal = Depends(principal), session: Session = Depends(get_session)
 ) -> Progress:
     """How far the calling annotator is in this project."""
     project = get_project(session, project_id)

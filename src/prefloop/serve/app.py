@@ -9,9 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError
 
 from prefloop.serve.api_admin import router as admin_router
 from prefloop.serve.api_annotate import router as annotate_router
@@ -54,6 +56,17 @@ def create_app(engine: Engine) -> FastAPI:
     @app.exception_handler(LabelError)
     def _label_error(_request: Request, err: LabelError) -> JSONResponse:
         return JSONResponse({"detail": str(err)}, status_code=422)
+
+    @app.exception_handler(RequestValidationError)
+    def _invalid(_request: Request, err: RequestValidationError) -> JSONResponse:
+        """Like FastAPI's own 422, minus the echoed input (which may hold NaN or huge text)."""
+        errors = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+        return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(DataError)
+    def _data_error(_request: Request, err: DataError) -> JSONResponse:
+        """Values the database cannot hold (e.g. NUL characters in PostgreSQL text)."""
+        return JSONResponse({"detail": f"value not storable: {err.orig}"}, status_code=422)
 
     @app.middleware("http")
     async def _limit_body(request: Request, call_next):

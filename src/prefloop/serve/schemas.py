@@ -6,13 +6,26 @@ import math
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+from fastapi import Path
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    HttpUrl,
+    field_validator,
+    model_validator,
+)
 
 from prefloop.serve.db import as_utc
 
 MAX_TEXT = 100_000
 MAX_RESPONSES = 16
 MAX_BATCH = 1_000
+MAX_ID = 2**31 - 1  # fits every backend's integer key
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
+BodyId = Annotated[int, Field(ge=1, le=MAX_ID)]
 Task = Literal["pairwise", "ranking", "rating", "critique"]
 Rule = Literal["random", "disagreement", "dueling_ucb"]
 Name = Field(min_length=1, max_length=200)
@@ -28,6 +41,23 @@ class Message(Strict):
 
 
 Prompt = str | list[Message]
+
+
+Rewards = Annotated[list[FiniteFloat], Field(max_length=MAX_RESPONSES)]
+
+
+def _finite(value: Any) -> Any:
+    """Reject NaN and infinities anywhere in free-form JSON (they are not valid JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError("numbers must be finite")
+    for child in (
+        value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    ):
+        _finite(child)
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_finite)]
 
 
 class ProjectIn(Strict):
@@ -86,7 +116,7 @@ class ProjectCreated(ProjectOut):
 class ResponseIn(Strict):
     text: str = Field(max_length=MAX_TEXT)
     source: str | None = Field(None, max_length=200, description="never shown to annotators")
-    features: list[float] | None = Field(None, max_length=4096, description="for dueling_ucb")
+    features: list[FiniteFloat] | None = Field(None, max_length=4096, description="for dueling_ucb")
 
 
 class ItemIn(Strict):
@@ -95,10 +125,10 @@ class ItemIn(Strict):
     responses: list[ResponseIn | Annotated[str, Field(max_length=MAX_TEXT)]] = Field(
         min_length=2, max_length=MAX_RESPONSES
     )
-    rewards: list[list[float]] | None = Field(
+    rewards: list[Rewards] | None = Field(
         None, max_length=64, description="ensemble rewards [models][responses]"
     )
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
     @field_validator("prompt")
     @classmethod
@@ -114,8 +144,6 @@ class ItemIn(Strict):
         k = len(self.responses)
         if self.rewards is not None and any(len(r) != k for r in self.rewards):
             raise ValueError("each rewards row needs one value per response")
-        if self.rewards is not None and not all(math.isfinite(v) for r in self.rewards for v in r):
-            raise ValueError("rewards must be finite")
         dims = {len(r.features) for r in self.responses if isinstance(r, ResponseIn) and r.features}
         if len(dims) > 1:
             raise ValueError("all responses' features need the same length")
@@ -198,7 +226,7 @@ class JudgeIn(Strict):
 
 
 class AIJudgmentIn(Strict):
-    item_id: int
+    item_id: BodyId
     judge: JudgeIn
     order: list[int] | None = Field(
         None, max_length=MAX_RESPONSES, description="response indices as the judge saw them"
@@ -221,7 +249,7 @@ class AnnotatorCreated(AnnotatorOut):
 
 
 class MemberIn(Strict):
-    annotator_id: int
+    annotator_id: BodyId
 
 
 class Progress(BaseModel):
