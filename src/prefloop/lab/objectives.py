@@ -1,0 +1,254 @@
+"""Lab: every direct-alignment objective on the same world, SFT policy and labelled pairs.
+
+world → tiny model → SFT → two samples per prompt labelled by a Bradley–Terry annotator →
+each objective at a small beta sweep from the same SFT start → gold reward, KL(π‖SFT) and win
+rate on held-out prompts. Writes ``objectives.json``, ``objectives.md`` and
+``gold_vs_kl.png`` (one curve per objective across its sweep).
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from prefloop.algorithms.curry_dpo import stages_by_difficulty, train_curry_dpo
+from prefloop.data.pairs import comparisons_to_unpaired
+from prefloop.data.records import Comparison
+from prefloop.eval.policy import Samples, evaluate_policy
+from prefloop.eval.report import plt, write_json, write_run_config
+from prefloop.lab.common import prepare_sft_policy
+from prefloop.lab.demo import label_policy_pairs
+from prefloop.models.factory import TinyModelSpec
+from prefloop.models.policy import Policy
+from prefloop.train.engine import TrainConfig
+from prefloop.train.preference import train_preference
+from prefloop.train.unpaired import train_kto
+from prefloop.worlds.annotators import BradleyTerryAnnotator
+from prefloop.worlds.reviews import ReviewWorld
+
+#: The beta grid of objectives whose beta is DPO's KL strength (or plays it: eta, alpha).
+KL_BETAS = (0.03, 0.1, 0.3)
+
+
+@dataclass(frozen=True)
+class ObjectiveRun:
+    """One objective of the lab: its trainer, fixed options and beta sweep."""
+
+    name: str
+    trainer: str = "pairwise"  # pairwise | kto | curry
+    objective: str = ""  # pairwise_loss name (defaults to ``name``)
+    options: dict[str, Any] = field(default_factory=dict)
+    betas: tuple[float, ...] = KL_BETAS
+    note: str = ""
+
+
+#: Settings are paper defaults where the paper gives one; chosen once, not tuned per objective.
+RUNS = (
+    ObjectiveRun("dpo"),
+    ObjectiveRun("ipo", note="beta is tau; target log-ratio gap 1/(2 beta)"),
+    ObjectiveRun("hinge", note="SLiC with delta = 1/beta"),
+    ObjectiveRun("cdpo", options={"label_smoothing": 0.1}),
+    ObjectiveRun("robust", options={"label_smoothing": 0.1}),
+    ObjectiveRun(
+        "f-dpo/reverse_kl",
+        objective="f-dpo",
+        options={"divergence": "reverse_kl"},
+        note="bit-identical to dpo",
+    ),  # fmt: skip
+    ObjectiveRun("f-dpo/forward_kl", objective="f-dpo", options={"divergence": "forward_kl"}),
+    ObjectiveRun("f-dpo/js", objective="f-dpo", options={"divergence": "js"}),
+    ObjectiveRun(
+        "f-dpo/alpha=0.5", objective="f-dpo", options={"divergence": "alpha", "alpha": 0.5}
+    ),
+    ObjectiveRun("soft-preference", note="strength = annotator's reported probability"),
+    ObjectiveRun(
+        "inpo",
+        options={"ratio": 1 / 3},
+        note="one offline iteration: previous iterate = SFT = reference, so = ipo",
+    ),  # fmt: skip
+    ObjectiveRun("dno", note="one iteration: reference = previous iterate = SFT; soft strength"),
+    ObjectiveRun("simpo", betas=(1.0, 2.0, 4.0), note="gamma = beta/2 (SimPO repository)"),
+    ObjectiveRun("orpo", betas=(0.1, 0.3, 1.0), note="beta is the odds-ratio weight lambda"),
+    ObjectiveRun("cpl", options={"conservative_bias": 0.5}, note="beta is the temperature alpha"),
+    ObjectiveRun("kto", trainer="kto", note="each pair split into desirable + undesirable"),
+    ObjectiveRun(
+        "dpo+spo",
+        objective="dpo",
+        options={"spo_weight": 0.1, "spo_classes": 3},
+        note="SPO degree head, lambda 0.1",
+    ),  # fmt: skip
+    ObjectiveRun(
+        "curry-dpo",
+        trainer="curry",
+        note="3 stages by reported strength, reference refreshed per stage",
+    ),  # fmt: skip
+)
+
+
+@dataclass
+class ObjectivesLabConfig:
+    """Every knob of the objectives lab; ``fast()`` is the reduced run."""
+
+    seed: int = 0
+    corpus_size: int = 4000
+    model: TinyModelSpec = field(default_factory=TinyModelSpec)
+    sft: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=8)
+    )
+    pair_prompts: int = 2000
+    annotator_temperature: float = 0.5
+    train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=3)
+    )
+    curry_stages: int = 3
+    eval_prompts: int = 96
+    eval_samples: int = 4
+    runs: tuple[ObjectiveRun, ...] = RUNS
+
+    @classmethod
+    def fast(cls, seed: int = 0) -> ObjectivesLabConfig:
+        return replace(cls(), seed=seed, corpus_size=2000, pair_prompts=1000, eval_prompts=48)
+
+
+def _setting(beta: float, options: dict[str, Any]) -> str:
+    return ", ".join([f"beta={beta:g}", *(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                                          for k, v in options.items())])  # fmt: skip
+
+
+def _trainer(
+    run: ObjectiveRun, pairs: list[Comparison], config: ObjectivesLabConfig
+) -> Callable[[Policy, float, Path], None]:
+    """A function training a fresh policy with ``run`` at one beta into a directory."""
+    train = replace(config.train, seed=config.seed + 2)
+    if run.trainer == "kto":
+        examples = comparisons_to_unpaired(pairs)
+        return lambda policy, beta, out: train_kto(
+            policy, examples, train, out, beta=beta, show_progress=False
+        )
+    if run.trainer == "curry":
+        stages = stages_by_difficulty(pairs, config.curry_stages, lambda c: c.strength or 0.5)
+        return lambda policy, beta, out: train_curry_dpo(
+            policy, stages, train, out, beta=beta, show_progress=False
+        )
+    return lambda policy, beta, out: train_preference(
+        policy, pairs, train, out, run.objective or run.name, beta,
+        options=run.options, show_progress=False,
+    )  # fmt: skip
+
+
+def run_lab(
+    out: Path, fast: bool = False, seed: int = 0, console: Console | None = None,
+    config: ObjectivesLabConfig | None = None,
+) -> dict:  # fmt: skip
+    """Train every objective of ``config.runs`` and write the comparison into ``out``."""
+    console = console or Console()
+    config = config or (ObjectivesLabConfig.fast(seed) if fast else ObjectivesLabConfig(seed=seed))
+    out = Path(out)
+    world = ReviewWorld()
+    started = time.perf_counter()
+
+    console.rule("tiny model + SFT")
+    sft_config = replace(config.sft, seed=config.seed)
+    sft_policy, _ = prepare_sft_policy(world, config.corpus_size, config.model, sft_config, out)
+    annotator = BradleyTerryAnnotator(
+        world, temperature=config.annotator_temperature, seed=config.seed, report_strength=True
+    )
+    pairs = label_policy_pairs(
+        sft_policy, world, annotator, world.prompts(config.pair_prompts, config.seed), config.seed
+    )
+    random.Random(config.seed).shuffle(pairs)
+    console.print(f"{len(pairs)} labelled pairs")
+
+    prompts = world.prompts(config.eval_prompts, config.seed + 7, split="test")
+    sft_samples = Samples.draw(sft_policy, prompts, config.eval_samples, config.seed + 11)
+
+    def evaluate(policy: Policy) -> dict[str, float]:
+        result = evaluate_policy(
+            policy, world, prompts, sft_policy, sft_samples, config.eval_samples, config.seed + 13
+        )
+        return {"gold_reward": result.gold_reward, "kl": result.kl,
+                "win_rate_vs_sft": result.win_rate_vs_reference}  # fmt: skip
+
+    sft_entry = evaluate(sft_policy)
+    console.print(f"SFT gold reward {sft_entry['gold_reward']:.3f}")
+    runs = []
+    for run in config.runs:
+        train = _trainer(run, pairs, config)
+        for beta in run.betas:
+            policy = Policy.from_pretrained(out / "sft")
+            tick = time.perf_counter()
+            train(policy, beta, out / "runs" / f"{run.name.replace('/', '-')}-beta{beta:g}")
+            seconds = time.perf_counter() - tick
+            entry = {"objective": run.name, "setting": _setting(beta, run.options), "beta": beta,
+                     **evaluate(policy), "train_seconds": round(seconds, 2)}  # fmt: skip
+            runs.append(entry)
+            console.print(
+                f"{run.name:18s} {entry['setting']:40s} gold {entry['gold_reward']:+.3f} "
+                f"KL {entry['kl']:6.2f} win {entry['win_rate_vs_sft']:.2f} ({seconds:.1f}s)"
+            )
+    report = {"world": world.name, "seed": config.seed, "fast": fast, "pairs": len(pairs),
+              "sft": {"gold_reward": sft_entry["gold_reward"], "kl": sft_entry["kl"]},
+              "runs": runs, "notes": {r.name: r.note for r in config.runs if r.note},
+              "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
+    write_run_config(out, asdict(config))
+    write_json(out / "objectives.json", report)
+    plot_gold_vs_kl(report, out / "gold_vs_kl.png")
+    (out / "objectives.md").write_text(objectives_markdown(report))
+    console.print(f"wrote {out / 'objectives.json'} in {report['wall_seconds']:.0f}s")
+    return report
+
+
+def plot_gold_vs_kl(report: dict, path: Path) -> Path:
+    """Gold reward against KL(π‖SFT), one curve per objective across its beta sweep."""
+    names = list(dict.fromkeys(r["objective"] for r in report["runs"]))
+    colors = plt.get_cmap("tab20")
+    fig, ax = plt.subplots(figsize=(9, 6))
+    for i, name in enumerate(names):
+        points = sorted(
+            (r["kl"], r["gold_reward"]) for r in report["runs"] if r["objective"] == name
+        )
+        ax.plot(*zip(*points), marker="os^Dv<>"[i % 7], color=colors(i % 20), label=name)
+    ax.scatter([0], [report["sft"]["gold_reward"]], marker="*", s=200, color="black", label="SFT")
+    ax.set_xlabel("KL(policy ‖ SFT), nats per response")
+    ax.set_ylabel("gold reward (held-out prompts)")
+    ax.set_title("Gold reward vs KL, one curve per objective (its beta sweep)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def objectives_markdown(report: dict) -> str:
+    """The results table, every run, best setting per objective first."""
+    sft = report["sft"]["gold_reward"]
+    best = {}
+    for r in report["runs"]:
+        if r["objective"] not in best or r["gold_reward"] > best[r["objective"]]["gold_reward"]:
+            best[r["objective"]] = r
+    ranked = sorted(best.values(), key=lambda r: -r["gold_reward"])
+    header = "| objective | setting | gold reward | Δ vs SFT | KL (nats) | win rate vs SFT | s |\n"
+    header += "|---|---|---|---|---|---|---|\n"
+
+    def row(r: dict) -> str:
+        return (f"| {r['objective']} | {r['setting']} | {r['gold_reward']:.3f} | "
+                f"{r['gold_reward'] - sft:+.3f} | {r['kl']:.2f} | {r['win_rate_vs_sft']:.2f} | "
+                f"{r['train_seconds']:.0f} |\n")  # fmt: skip
+
+    losers = [r["objective"] for r in report["runs"] if r["gold_reward"] <= sft]
+    notes = "".join(f"- **{k}**: {v}\n" for k, v in report["notes"].items())
+    return (
+        f"# Objectives lab (world {report['world']}, seed {report['seed']}, "
+        f"{'fast' if report['fast'] else 'full'}, {report['pairs']} pairs)\n\n"
+        f"SFT gold reward **{sft:.3f}**. Wall time {report['wall_seconds']:.0f} s.\n"
+        f"Runs not above SFT: {', '.join(sorted(set(losers))) or 'none'}.\n\n"
+        "## Best setting per objective\n\n" + header + "".join(map(row, ranked)) +
+        "\n## Every run\n\n" + header + "".join(map(row, report["runs"])) +
+        f"\n![gold vs KL](gold_vs_kl.png)\n\n## Notes\n\n{notes}"
+    )  # fmt: skip
