@@ -174,10 +174,11 @@ def test_cli_import_and_export_files(tmp_path, sqlite_url, engine, client, serve
     records = tmp_path / "records.jsonl"
     save_records([Rating("p", ["good", "bad", "worse"], [3, 2, 1])], records)
     assert import_command(str(records), s.project["id"], db=sqlite_url) == 1
-    judge_all(s, lambda texts: {"choice": "left" if texts[0] == "good" else "right"})
+    rank = ["good", "bad", "worse"].index
+    judge_all(s, lambda texts: {"choice": "left" if rank(texts[0]) < rank(texts[1]) else "right"})
     out = tmp_path / "out.jsonl"
     assert export_command(s.project["id"], str(out), db=sqlite_url) == 2
     loaded = load_records(out)
-    assert all(isinstance(r, Comparison) and r.chosen == "good" for r in loaded)
+    assert all(isinstance(r, Comparison) and rank(r.chosen) < rank(r.rejected) for r in loaded)
     assert loaded[0].metadata["annotator_id"] == s.annotators[0]["id"]
     assert client.get(s.url("/export"), headers=bearer(server_token)).status_code == 200
