@@ -119,6 +119,13 @@ def _restore_checkpoint(checkpoint: Path, model: torch.nn.Module, optimizer, sch
     return int(state["step"])
 
 
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop records logged after ``step``, so a resumed run's log reads as one history."""
+    if path.exists():
+        kept = [line for line in path.read_text().splitlines() if json.loads(line)["step"] <= step]
+        path.write_text("".join(line + "\n" for line in kept))
+
+
 def _diverged(description: str, what: str, value: torch.Tensor, step: int, out_dir: Path):
     last = latest_checkpoint(out_dir) or "none written yet"
     raise TrainingDivergedError(
@@ -152,6 +159,7 @@ def run_training(
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         step = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
+        _truncate_metrics(out_dir / "metrics.jsonl", step)
     elif not resume:
         torch.manual_seed(config.seed)
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)

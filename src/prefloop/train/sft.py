@@ -7,7 +7,7 @@ from pathlib import Path
 
 from prefloop.data.records import Prompt
 from prefloop.models.policy import Policy
-from prefloop.train.engine import TrainConfig, TrainResult, run_training
+from prefloop.train.engine import StepCallback, TrainConfig, TrainResult, run_training
 
 
 def train_sft(
@@ -17,6 +17,7 @@ def train_sft(
     out_dir: str | Path,
     resume: bool = False,
     show_progress: bool = True,
+    callbacks: Sequence[StepCallback] = (),
 ) -> TrainResult:
     """Token-averaged negative log-likelihood of each batch's response tokens (prompt masked)."""
 
@@ -36,4 +37,5 @@ def train_sft(
         resume=resume,
         description="SFT",
         show_progress=show_progress,
+        callbacks=callbacks,
     )

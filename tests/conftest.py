@@ -1,0 +1,27 @@
+"""Shared fixtures: one tiny model directory per test session, built offline."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import transformers
+
+from prefloop.models.factory import TinyModelSpec, build_tiny_model
+from prefloop.worlds.reviews import ReviewWorld
+
+torch.set_num_threads(2)
+transformers.logging.set_verbosity_error()
+transformers.utils.logging.disable_progress_bar()
+
+
+@pytest.fixture(scope="session")
+def world() -> ReviewWorld:
+    return ReviewWorld()
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory, world):
+    """An untrained tiny Llama + word tokenizer covering the review world's vocabulary."""
+    texts = [r for _, r in world.corpus(300, 0)] + world.prompt_pool("all")
+    spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
+    return build_tiny_model(texts, tmp_path_factory.mktemp("tiny"), spec, seed=0)

@@ -1,0 +1,91 @@
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer
+
+from prefloop.models.policy import Policy
+from prefloop.models.reward import RewardModel
+
+PROMPTS = [
+    "write a review of the kettle that mentions the price .",
+    "write a review of the lamp that mentions the color .",
+    "write a review of the tent that mentions the size .",
+]
+RESPONSES = ["the kettle is great .", "i love it . the color is nice . the lamp is good .", ""]
+
+
+def naive_logp(model, tokenizer, prompt: str, response: str) -> float:
+    """One sequence at a time, no padding, straight from the definition."""
+    prompt_ids = tokenizer(prompt).input_ids
+    response_ids = tokenizer(response, add_special_tokens=False).input_ids + [
+        tokenizer.eos_token_id
+    ]
+    ids = torch.tensor([prompt_ids + response_ids])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(model(ids).logits[0].double(), dim=-1)
+    return sum(
+        logprobs[len(prompt_ids) + k - 1, token].item() for k, token in enumerate(response_ids)
+    )
+
+
+def test_batched_padded_logps_equal_one_at_a_time(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    summed, lengths = policy.sequence_logps(PROMPTS, RESPONSES)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    expected = torch.tensor(
+        [naive_logp(model, tokenizer, p, r) for p, r in zip(PROMPTS, RESPONSES)],
+        dtype=torch.float64,
+    )
+    assert torch.allclose(summed.double(), expected, atol=1e-5)
+    assert lengths.tolist() == [6.0, 15.0, 1.0]  # words + EOS; the empty response is just EOS
+
+
+def test_per_token_logps_are_zero_outside_the_response(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    batch = policy.encode(PROMPTS, RESPONSES)
+    with torch.no_grad():
+        per_token = policy.token_logps(batch)
+    outside = batch.response_mask[:, 1:] == 0
+    assert torch.all(per_token[outside] == 0)
+    assert torch.all(per_token[~outside] < 0)
+
+
+def test_generate_gives_k_samples_per_prompt_and_is_seeded(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    first = policy.generate(PROMPTS, num_samples=3, max_new_tokens=8, seed=4)
+    again = policy.generate(PROMPTS, num_samples=3, max_new_tokens=8, seed=4)
+    other = policy.generate(PROMPTS, num_samples=3, max_new_tokens=8, seed=5)
+    assert [len(group) for group in first] == [3, 3, 3]
+    assert first == again
+    assert first != other
+    assert all(len(text.split()) <= 8 for group in first for text in group)
+
+
+def test_greedy_generation_matches_argmax_decoding(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    [[greedy]] = policy.generate(PROMPTS[:1], temperature=0.0, max_new_tokens=5)
+    ids = policy.tokenizer(PROMPTS[0]).input_ids
+    words = []
+    with torch.no_grad():
+        for _ in range(5):
+            next_id = policy.model(torch.tensor([ids])).logits[0, -1].argmax().item()
+            if next_id == policy.tokenizer.eos_token_id:
+                break
+            ids.append(next_id)
+            words.append(policy.tokenizer.convert_ids_to_tokens(next_id))
+    assert greedy == " ".join(words)
+
+
+def test_reward_model_round_trips_through_the_hf_directory(tiny_model_dir, tmp_path):
+    reward_model = RewardModel.from_pretrained(tiny_model_dir, device="cpu", seed=3)
+    scores = reward_model.score(PROMPTS, RESPONSES)
+    reward_model.save_pretrained(tmp_path / "rm")
+    reloaded = RewardModel.from_pretrained(tmp_path / "rm", device="cpu")
+    assert scores.shape == (3,)
+    assert torch.allclose(reloaded.score(PROMPTS, RESPONSES), scores, atol=1e-6)
+
+
+def test_reward_is_read_at_the_last_response_token(tiny_model_dir):
+    reward_model = RewardModel.from_pretrained(tiny_model_dir, device="cpu", seed=3)
+    alone = reward_model.score(PROMPTS[:1], RESPONSES[:1])
+    padded = reward_model.score(PROMPTS[:2], RESPONSES[:2])[:1]  # batched with a longer row
+    assert torch.allclose(alone, padded, atol=1e-5)
