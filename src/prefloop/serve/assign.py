@@ -20,7 +20,7 @@ from prefloop.serve.db import Assignment, Item, Judgment, Project, utcnow
 LEASE = timedelta(minutes=30)
 POOL = 200
 HISTORY = 5_000
-Candidate = tuple[Item, tuple[int, int]]
+Candidate = tuple[int, tuple[int, int] | None]
 
 
 def release(session: Session, assignment_id: int, item_id: int, status: str) -> bool:
@@ -29,9 +29,15 @@ def release(session: Session, assignment_id: int, item_id: int, status: str) -> 
         update(Assignment)
         .where(Assignment.id == assignment_id, Assignment.status == "assigned")
         .values(status=status, closed_at=utcnow())
+        .execution_options(synchronize_session=False)
     ).rowcount
     if closed:
-        session.execute(update(Item).where(Item.id == item_id).values(claimed=Item.claimed - 1))
+        session.execute(
+            update(Item)
+            .where(Item.id == item_id)
+            .values(claimed=Item.claimed - 1)
+            .execution_options(synchronize_session=False)
+        )
     return bool(closed)
 
 
@@ -42,6 +48,7 @@ def claim(session: Session, item_id: int, redundancy: int) -> bool:
             update(Item)
             .where(Item.id == item_id, Item.claimed < redundancy)
             .values(claimed=Item.claimed + 1)
+            .execution_options(synchronize_session=False)
         ).rowcount
     )
 
@@ -60,64 +67,16 @@ def expire_leases(session: Session, project_id: int, now: datetime) -> None:
         release(session, assignment_id, item_id, "expired")
 
 
-def _features(item: Item, dim: int) -> np.ndarray:
-    rows = [r.get("features") or [0.0] * dim for r in item.responses]
+def _features(responses: list[dict], dim: int) -> np.ndarray:
+    rows = [r.get("features") or [0.0] * dim for r in responses]
     return np.asarray(rows, dtype=float).reshape(len(rows), dim)
 
 
-def _dueling_context(session: Session, project: Project, cands: list[Candidate]) -> dict:
-    """Linear Bradley-Terry utility over response features, fitted on the project's judgments.
-
-    For a linear utility the gradient ``g(x)`` is the feature vector; responses without
-    features count as the zero vector (so they are ranked by chance).
-    """
-    past = session.execute(
-        select(Judgment.pair, Judgment.preference, Item)
-        .join(Item, Item.id == Judgment.item_id)
-        .where(Judgment.project_id == project.id, Judgment.preference.is_not(None))
-        .order_by(Judgment.id.desc())
-        .limit(HISTORY)
-    ).all()
-    seen = [i for i, _ in cands] + [i for _, _, i in past]
-    dim = max([1, *(len(r.get("features") or []) for i in seen for r in i.responses)])
-    shown = [_features(i, dim)[pair] for pair, _, i in past]  # [past, 2, dim]
-    observed = np.asarray(shown).reshape(-1, dim)
-    w = fit_linear_utility(
-        observed, [(2 * k, 2 * k + 1) for k in range(len(shown))], [p for _, p, _ in past]
-    )
-    offsets: dict[int, int] = {}
-    arms: list[np.ndarray] = []
-    groups: list[int] = []
-    for item, _ in cands:
-        if item.id not in offsets:
-            offsets[item.id] = len(arms)
-            arms.extend(_features(item, dim))
-            groups.extend([item.id] * len(item.responses))
-    gradients = np.asarray(arms)
-    return {
-        "candidates": [(offsets[i.id] + a, offsets[i.id] + b) for i, (a, b) in cands],
-        "utilities": gradients @ w,
-        "gradients": gradients,
-        "history": observed[0::2] - observed[1::2],
-        "groups": groups,
-    }
-
-
-def _disagreement_context(cands: list[Candidate]) -> dict:
-    """Each ensemble member's reward margin per candidate pair (NaN where a model is missing)."""
-    models = max((len(i.rewards or []) for i, _ in cands), default=0)
-    margins = np.full((max(models, 1), len(cands)), np.nan)
-    for k, (item, (a, b)) in enumerate(cands):
-        for m, row in enumerate(item.rewards or []):
-            margins[m, k] = row[a] - row[b]
-    return {"candidates": cands, "rewards": margins}
-
-
-def _candidates(session: Session, project: Project, judge_id: int) -> list[Candidate]:
-    """Open items this judge has never been shown, each with every response pair."""
+def _pool(session: Session, project: Project, judge_id: int, *columns) -> list:
+    """Up to POOL open items (id first, then ``columns``) this judge has never been shown."""
     seen = select(Assignment.item_id).where(Assignment.judge_id == judge_id)
-    items = session.scalars(
-        select(Item)
+    return session.execute(
+        select(Item.id, *columns)
         .where(
             Item.project_id == project.id,
             Item.claimed < project.redundancy,
@@ -126,30 +85,88 @@ def _candidates(session: Session, project: Project, judge_id: int) -> list[Candi
         .order_by(Item.id)
         .limit(POOL)
     ).all()
-    return [(i, pair) for i in items for pair in combinations(range(len(i.responses)), 2)]
 
 
-def ranked(session: Session, project: Project, judge_id: int, rng: np.random.Generator):
-    """Candidate (item, pair)s in the order the project's rule prefers; unscored ones last."""
-    cands = _candidates(session, project, judge_id)
-    if not cands:
-        return []
-    labelled = session.scalar(
-        select(func.count()).select_from(Judgment).where(Judgment.project_id == project.id)
+def _pairs(item_id: int, k: int) -> list[Candidate]:
+    return [(item_id, pair) for pair in combinations(range(k), 2)]
+
+
+def _dueling(session: Session, project: Project, judge_id: int) -> tuple[list[Candidate], dict]:
+    """Linear Bradley-Terry utility over response features, fitted on the project's judgments.
+
+    For a linear utility the gradient ``g(x)`` is the feature vector; responses without
+    features count as the zero vector (so they are ranked by chance).
+    """
+    pool = _pool(session, project, judge_id, Item.responses)
+    past = session.execute(
+        select(Judgment.pair, Judgment.preference, Item.responses)
+        .join(Item, Item.id == Judgment.item_id)
+        .where(Judgment.project_id == project.id, Judgment.preference.is_not(None))
+        .order_by(Judgment.id.desc())
+        .limit(HISTORY)
+    ).all()
+    every = [responses for _, responses in pool] + [responses for _, _, responses in past]
+    dim = max([1, *(len(r.get("features") or []) for rs in every for r in rs)])
+    shown = [_features(responses, dim)[pair] for pair, _, responses in past]  # [past, 2, dim]
+    observed = np.asarray(shown).reshape(-1, dim)
+    w = fit_linear_utility(
+        observed, [(2 * k, 2 * k + 1) for k in range(len(shown))], [p for _, p, _ in past]
     )
-    context = {"candidates": cands}
-    if project.rule == "disagreement":
-        context = _disagreement_context(cands)
-    elif project.rule == "dueling_ucb":
-        context = _dueling_context(session, project, cands)
-    order = rank_candidates(
-        context.pop("candidates"),
-        project.rule,
-        labelled=labelled or 0,
-        warmup=project.warmup,
-        rng=rng,
-        **context,
-    )
+    cands: list[Candidate] = []
+    arm_pairs: list[tuple[int, int]] = []
+    arms: list[np.ndarray] = []
+    groups: list[int] = []
+    for item_id, responses in pool:
+        offset = len(arms)
+        arms.extend(_features(responses, dim))
+        groups.extend([item_id] * len(responses))
+        for cand in _pairs(item_id, len(responses)):
+            cands.append(cand)
+            arm_pairs.append((offset + cand[1][0], offset + cand[1][1]))
+    gradients = np.asarray(arms).reshape(-1, dim)
+    return cands, {
+        "candidates": arm_pairs,
+        "utilities": gradients @ w,
+        "gradients": gradients,
+        "history": observed[0::2] - observed[1::2],
+        "groups": groups,
+    }
+
+
+def _disagreement(session: Session, project: Project, judge_id: int) -> tuple[list, dict]:
+    """Each ensemble member's reward margin per candidate pair (NaN where a model is missing;
+    an item without rewards is one unscored candidate)."""
+    pool = _pool(session, project, judge_id, Item.rewards)
+    cands = [
+        cand
+        for item_id, rewards in pool
+        for cand in (_pairs(item_id, len(rewards[0])) if rewards else [(item_id, None)])
+    ]
+    rewards_of = dict(pool)
+    margins = np.full((max([1, *(len(r or []) for _, r in pool)]), len(cands)), np.nan)
+    for k, (item_id, pair) in enumerate(cands):
+        for m, row in enumerate(rewards_of[item_id] or []):
+            margins[m, k] = row[pair[0]] - row[pair[1]]
+    return cands, {"candidates": cands, "rewards": margins}
+
+
+def ranked(session: Session, project: Project, judge_id: int, rng: np.random.Generator) -> list:
+    """Candidate ``(item id, pair or None)`` in the order the project's rule prefers, unscored
+    ones after them in random order. Until ``warmup`` labels exist the order is uniform."""
+    rule = project.rule
+    if rule != "random":
+        labelled = session.scalar(
+            select(func.count()).select_from(Judgment).where(Judgment.project_id == project.id)
+        )
+        rule = rule if labelled >= project.warmup else "random"
+    if rule == "disagreement":
+        cands, context = _disagreement(session, project, judge_id)
+    elif rule == "dueling_ucb":
+        cands, context = _dueling(session, project, judge_id)
+    else:
+        cands = [(item_id, None) for (item_id,) in _pool(session, project, judge_id)]
+        context = {"candidates": cands}
+    order = rank_candidates(context.pop("candidates"), rule, rng=rng, **context)
     scored = set(order)
     rest = [int(k) for k in rng.permutation(len(cands)) if k not in scored]
     return [cands[k] for k in [*order, *rest]]
@@ -172,16 +189,18 @@ def next_assignment(
         return live
     expire_leases(session, project.id, now)
     tried: set[int] = set()
-    for item, pair in ranked(session, project, judge_id, rng):
-        if item.id in tried:
+    for item_id, pair in ranked(session, project, judge_id, rng):
+        if item_id in tried or not claim(session, item_id, project.redundancy):
+            tried.add(item_id)
             continue
-        tried.add(item.id)
-        if not claim(session, item.id, project.redundancy):
-            continue
-        shown = list(pair) if project.task == "pairwise" else list(range(len(item.responses)))
+        k = len(session.get(Item, item_id).responses)
+        if project.task != "pairwise":
+            shown = list(range(k))
+        else:
+            shown = list(pair or rng.choice(k, size=2, replace=False))
         assignment = Assignment(
             project_id=project.id,
-            item_id=item.id,
+            item_id=item_id,
             judge_id=judge_id,
             order=[int(i) for i in rng.permutation(shown)],
             expires_at=now + LEASE,

@@ -73,7 +73,6 @@ def principal(request: Request, session: Session = Depends(get_session)) -> Prin
     if cred is None or cred.revoked_at is not None:
         raise HTTPException(401, "invalid or revoked token", {"WWW-Authenticate": "Bearer"})
     found = Principal(cred.id, cred.role, cred.project_id, cred.judge_id)
-    session.rollback()  # end the read so the handler starts its own transaction
     return found
 
 
