@@ -197,6 +197,33 @@ def evaluate(
     console.print_json(data=report)
 
 
+@app.command("eval-rm")
+def eval_rm(
+    model: Annotated[Path, typer.Argument(help="Reward model, or policy (with --reference).")],
+    data: Annotated[
+        Path | None, typer.Option(help="Also score these comparisons (accuracy, ECE).")
+    ] = None,
+    out: Out = Path("eval-rm-out"),
+    reference: Annotated[
+        Path | None, typer.Option(help="Reference policy: evaluate the DPO implicit reward.")
+    ] = None,
+    beta: Annotated[float, typer.Option(help="Beta of the implicit reward.")] = 0.1,
+    prompts: Annotated[int, typer.Option(help="Held-out prompts of the review-world suite.")] = 200,
+    seed: Seed = 0,
+) -> None:
+    """Reward-model suite: accuracy in and out of distribution, one-to-many, consistency, ECE."""
+    from prefloop.eval.report import write_json, write_run_config
+    from prefloop.eval.rm_suite import evaluate_model_directory
+
+    write_run_config(out, {"command": "eval-rm", "model": str(model), "data": str(data),
+                           "reference": str(reference) if reference else None, "beta": beta,
+                           "prompts": prompts, "seed": seed})  # fmt: skip
+    comparisons = _comparisons(data) if data else ()
+    report = evaluate_model_directory(model, reference, beta, comparisons, prompts, seed)
+    write_json(out / "report.json", report)
+    console.print_json(data=report)
+
+
 @app.command()
 def serve(
     db: Annotated[str, typer.Option(help="sqlite:///file.db (default) or postgresql://...")] = (
