@@ -17,15 +17,21 @@ def test_gold_aspects_on_a_hand_written_review(world):
         "sentiment": (3 - 1) / 4,
         "length": -abs(18 - 24) / 24,
         "repetition": -1 / 4,
+        "on_topic": 0.0,
     }
     assert world.gold_reward(PROMPT, response) == pytest.approx(1 + 0.5 - 6 / 24 - 0.25)
 
 
 def test_gold_of_an_empty_response_and_length_floor(world):
     assert world.gold_aspects(PROMPT, "") == {
-        "request": 0.0, "sentiment": 0.0, "length": -1.0, "repetition": 0.0
+        "request": 0.0, "sentiment": 0.0, "length": -1.0, "repetition": 0.0, "on_topic": 0.0
     }  # fmt: skip
     assert world.gold_aspects(PROMPT, "ok . " * 40)["length"] == -1.0
+
+
+def test_sentences_about_another_product_are_off_topic(world):
+    response = "the kettle is great . the blender is great . the lamp is nice . i love it ."
+    assert world.gold_aspects(PROMPT, response)["on_topic"] == -2 / 4
 
 
 def test_prompt_splits_are_disjoint_and_cover_every_combination(world):

@@ -13,13 +13,16 @@ Gold aspects (each documented on the method that computes it):
 * ``request``    1 if the requested aspect is mentioned, else 0;
 * ``sentiment``  (positive − negative words) / (positive + negative words), in [-1, 1];
 * ``length``     −|words − target| / target, floored at −1;
-* ``repetition`` −(share of sentences that repeat an earlier sentence), in [-1, 0].
+* ``repetition`` −(share of sentences that repeat an earlier sentence), in [-1, 0];
+* ``on_topic``   −(share of sentences that name a product other than the requested one).
 
 The gold reward is their sum. The base corpus mixes moods, lengths, on- and off-request
 sentences and occasional repeats, so a model trained on it by SFT writes responses of widely
-varying gold quality. Its length distribution sits mostly below the target, so in typical data
-"longer" looks better while the gold reward punishes overshooting: a learned proxy can pick up
-that shortcut, the lab's way of showing reward over-optimization.
+varying gold quality; a small model also drifts to other products, as small models drift off
+topic. A proxy reward model trained on a few hundred labels learns the easy features (positive
+words, more content) long before it learns to check which product a sentence is about, so
+selecting hard on it favours long, gushing reviews that wander off topic: the lab's way of
+showing reward over-optimization.
 """
 
 from __future__ import annotations
@@ -67,7 +70,13 @@ class ReviewWorld:
     request_share: float = 0.35  # chance an aspect sentence names the requested aspect
     repeat_probability: float = 0.25  # chance a corpus review repeats one of its sentences
     weights: dict[str, float] = field(
-        default_factory=lambda: {"request": 1.0, "sentiment": 1.0, "length": 1.0, "repetition": 1.0}
+        default_factory=lambda: {
+            "request": 1.0,
+            "sentiment": 1.0,
+            "length": 1.0,
+            "repetition": 1.0,
+            "on_topic": 1.0,
+        }  # fmt: skip
     )
     name: str = "reviews"
 
@@ -156,12 +165,14 @@ class ReviewWorld:
 
     # ---- gold reward ---------------------------------------------------------------------
     def gold_aspects(self, prompt: str, response: str) -> dict[str, float]:
-        _, aspect = self.parse_prompt(prompt)
+        product, aspect = self.parse_prompt(prompt)
         words = response.split()
         positive = sum(word in POSITIVE_WORDS for word in words)
         negative = sum(word in NEGATIVE_WORDS for word in words)
         sentences = [s.strip() for s in response.split(".") if s.strip()]
         repeats = len(sentences) - len(set(sentences))
+        other_products = set(PRODUCTS) - {product}
+        off_topic = sum(bool(other_products.intersection(s.split())) for s in sentences)
         return {
             "request": float(aspect in words),
             "sentiment": (positive - negative) / (positive + negative)
@@ -169,6 +180,7 @@ class ReviewWorld:
             else 0.0,
             "length": max(-1.0, -abs(len(words) - self.target_length) / self.target_length),
             "repetition": -repeats / len(sentences) if sentences else 0.0,
+            "on_topic": -off_topic / len(sentences) if sentences else 0.0,
         }
 
     def gold_reward(self, prompt: str, response: str) -> float:
