@@ -92,13 +92,13 @@ def test_submissions_fire_signed_webhooks(client, server_token):
     assert event["type"] == "judgment.created" and event["data"]["preference"] == 0.5
 
 
-def test_disagreement_rule_serves_the_most_disputed_item_after_warmup(client, server_token):
+def test_disagreement_rule_serves_the_most_disputed_item_first(client, server_token):
     items = [
         {"prompt": "calm", "responses": ["a", "b"], "rewards": [[1, 0], [1, 0], [1, 0]]},
         {"prompt": "disputed", "responses": ["a", "b"], "rewards": [[5, 0], [0, 5], [1, 1]]},
         {"prompt": "mild", "responses": ["a", "b"], "rewards": [[1, 0], [0, 1], [0, 0]]},
     ]
-    s = make_setup(client, server_token, n_annotators=1, items=items, rule="disagreement")
+    s = make_setup(client, server_token, n_annotators=1, items=items, rule="disagreement", warmup=0)
     order = []
     while (r := client.post(s.url("/next"), headers=s.ann())).status_code == 200:
         order.append(r.json()["prompt"])

@@ -67,7 +67,9 @@ class ProjectIn(Strict):
     guideline_version: str = Field("1", min_length=1, max_length=100)
     redundancy: int = Field(1, ge=1, le=100, description="R: how many annotators see each item")
     rule: Rule = "random"
-    warmup: int = Field(0, ge=0, le=1_000_000, description="uniform picks before the rule")
+    warmup: int = Field(
+        10, ge=0, le=1_000_000, description="labels collected uniformly before the rule applies"
+    )
     aspects: list[str] = Field(default_factory=list, max_length=20)
     scale_min: int = Field(1, ge=-100, le=100)
     scale_max: int = Field(5, ge=-100, le=100)
