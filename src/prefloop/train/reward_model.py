@@ -22,11 +22,14 @@ def train_reward_model(
     label_smoothing: float = 0.0,
     resume: bool = False,
     show_progress: bool = True,
+    use_strength: bool = False,
 ) -> TrainResult:
     """Fit r so that sigmoid(r(chosen) − r(rejected)) matches the labels.
 
     Chosen and rejected go through the model in one forward pass. ``use_margin`` puts each
-    record's ``margin`` inside the sigmoid; ``label_smoothing`` is the flip rate ε.
+    record's ``margin`` inside the sigmoid; ``label_smoothing`` is the flip rate ε;
+    ``use_strength`` makes each record's ``strength`` (1 when missing, 0.5 for a tie) the soft
+    target, as the robust treatment and tie-labelling teachers need.
     """
     if use_margin and any(c.margin is None for c in comparisons):
         raise ValueError("use_margin needs a margin on every comparison")
@@ -43,7 +46,11 @@ def train_reward_model(
         margin = (
             torch.tensor([c.margin for c in pairs], device=chosen.device) if use_margin else None
         )
-        loss = bradley_terry_loss(chosen, rejected, margin=margin, label_smoothing=label_smoothing)
+        targets = [1.0 if c.strength is None else c.strength for c in pairs]
+        strength = torch.tensor(targets, device=chosen.device) if use_strength else None
+        loss = bradley_terry_loss(
+            chosen, rejected, margin=margin, label_smoothing=label_smoothing, strength=strength
+        )
         accuracy = (chosen > rejected).float().mean().item()
         return loss.mean(), {"accuracy": accuracy, "reward_gap": (chosen - rejected).mean().item()}
 
