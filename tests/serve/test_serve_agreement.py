@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import make_setup, pair_items
+from serve_helpers import make_setup, pair_items
 
 from prefloop.serve.agreement import (
     cohen_kappa,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import bearer, make_setup, pair_items
+from serve_helpers import bearer, make_setup, pair_items
 from sqlalchemy import func, select, text
 from sqlalchemy.exc import DatabaseError
 

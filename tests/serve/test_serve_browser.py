@@ -6,13 +6,13 @@ import json
 
 import httpx
 import pytest
-from conftest import make_setup
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
+from serve_helpers import make_setup
 
 FLAGS = [
     "--headless",

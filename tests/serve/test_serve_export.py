@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from conftest import bearer, make_setup
+from serve_helpers import bearer, make_setup
 
 from prefloop.data import Comparison, Rating, load_records
 from prefloop.serve.cli import export_command, import_command

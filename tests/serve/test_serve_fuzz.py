@@ -12,10 +12,10 @@ import os
 from urllib.parse import quote
 
 import pytest
-from conftest import bearer, make_setup, pair_items
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from serve_helpers import bearer, make_setup, pair_items
 
 from prefloop.serve.app import create_app
 from prefloop.serve.cli import init_admin, open_db

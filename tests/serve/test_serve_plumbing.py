@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from conftest import free_port, make_setup
+from serve_helpers import free_port, make_setup
 
 from prefloop.serve import webhooks
 from prefloop.serve.cli import open_db
