@@ -53,11 +53,13 @@ def train_curry_dpo(
     beta: float | None = 0.1,
     refresh_reference: bool = True,
     show_progress: bool = True,
+    resume: bool = False,
 ) -> list[TrainResult]:
     """Train ``objective`` on each stage in turn, in ``out_dir/stage-K``.
 
     With ``refresh_reference`` each stage's reference is the policy at the stage's start (the
-    paper's iterative variant); otherwise it stays the initial policy.
+    paper's iterative variant); otherwise it stays the initial policy. ``resume`` continues
+    every stage from its last checkpoint (finished stages restore their final weights).
     """
     frozen = None if refresh_reference else copy.deepcopy(policy)
     results = []
@@ -73,6 +75,7 @@ def train_curry_dpo(
                 objective,
                 beta,
                 reference=frozen,
+                resume=resume,
                 show_progress=show_progress,
             )
         )

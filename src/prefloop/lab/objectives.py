@@ -17,6 +17,7 @@ from typing import Any
 
 from rich.console import Console
 
+from prefloop.algorithms.c3po import CAMERA_BATTERY, build_c3po_data, feedback_metrics, train_c3po
 from prefloop.algorithms.curry_dpo import stages_by_difficulty, train_curry_dpo
 from prefloop.data.pairs import comparisons_to_unpaired
 from prefloop.data.records import Comparison
@@ -74,7 +75,7 @@ RUNS = (
     ),  # fmt: skip
     ObjectiveRun("dno", note="one iteration: reference = previous iterate = SFT; soft strength"),
     ObjectiveRun("simpo", betas=(1.0, 2.0, 4.0), note="gamma = beta/2 (SimPO repository)"),
-    ObjectiveRun("orpo", betas=(0.1, 0.3, 1.0), note="beta is the odds-ratio weight lambda"),
+    ObjectiveRun("orpo", note="beta is the odds-ratio weight lambda (paper 0.1)"),
     ObjectiveRun("cpl", options={"conservative_bias": 0.5}, note="beta is the temperature alpha"),
     ObjectiveRun("kto", trainer="kto", note="each pair split into desirable + undesirable"),
     ObjectiveRun(
@@ -107,13 +108,20 @@ class ObjectivesLabConfig:
         default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=3)
     )
     curry_stages: int = 3
+    c3po_samples: int = 16  # baseline answers per prompt for the C3PO data
+    c3po_train: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=16, epochs=3)
+    )
     eval_prompts: int = 96
     eval_samples: int = 4
     runs: tuple[ObjectiveRun, ...] = RUNS
 
     @classmethod
     def fast(cls, seed: int = 0) -> ObjectivesLabConfig:
-        return replace(cls(), seed=seed, corpus_size=2000, pair_prompts=1000, eval_prompts=48)
+        """Half the data and evaluation; each sweep keeps its two larger betas."""
+        runs = tuple(replace(r, betas=r.betas[1:]) for r in RUNS)
+        return replace(cls(), seed=seed, corpus_size=2000, pair_prompts=1000, eval_prompts=48,
+                       c3po_samples=8, runs=runs)  # fmt: skip
 
 
 def _setting(beta: float, options: dict[str, Any]) -> str:
@@ -192,9 +200,11 @@ def run_lab(
                 f"{run.name:18s} {entry['setting']:40s} gold {entry['gold_reward']:+.3f} "
                 f"KL {entry['kl']:6.2f} win {entry['win_rate_vs_sft']:.2f} ({seconds:.1f}s)"
             )
+    report_c3po = run_c3po(sft_policy, world, config, out, console)
     report = {"world": world.name, "seed": config.seed, "fast": fast, "pairs": len(pairs),
               "sft": {"gold_reward": sft_entry["gold_reward"], "kl": sft_entry["kl"]},
-              "runs": runs, "notes": {r.name: r.note for r in config.runs if r.note},
+              "runs": runs, "c3po": report_c3po,
+              "notes": {r.name: r.note for r in config.runs if r.note},
               "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     write_run_config(out, asdict(config))
     write_json(out / "objectives.json", report)
@@ -202,6 +212,35 @@ def run_lab(
     (out / "objectives.md").write_text(objectives_markdown(report))
     console.print(f"wrote {out / 'objectives.json'} in {report['wall_seconds']:.0f}s")
     return report
+
+
+def run_c3po(
+    sft_policy: Policy, world: ReviewWorld, config: ObjectivesLabConfig, out: Path, console: Console
+) -> dict:
+    """C3PO vs plain DPO on the same in-scope pairs: adherence in scope, drift outside it."""
+    console.rule(f"C3PO: {CAMERA_BATTERY.text!r}")
+    data = build_c3po_data(sft_policy, world, CAMERA_BATTERY, config.c3po_samples, config.seed)
+    train = replace(config.c3po_train, seed=config.seed + 3)
+    result = {"feedback": CAMERA_BATTERY.text, "in_scope_pairs": len(data.in_scope),
+              "near_scope_examples": len(data.near_scope),
+              "out_of_scope_examples": len(data.out_of_scope), "policies": {}}  # fmt: skip
+
+    def measure(policy: Policy) -> dict[str, float]:
+        return feedback_metrics(policy, sft_policy, data, world, CAMERA_BATTERY, 4, config.seed)
+
+    result["policies"]["sft"] = measure(sft_policy)
+    for name, sigma_soft, sigma_hard in (("dpo", 0.0, 0.0), ("c3po", 0.2, 0.1)):
+        policy = Policy.from_pretrained(out / "sft")
+        train_c3po(policy, data, train, out / "c3po" / name, sigma_soft=sigma_soft,
+                   sigma_hard=sigma_hard, show_progress=False)  # fmt: skip
+        result["policies"][name] = measure(policy)
+    for name, m in result["policies"].items():
+        console.print(
+            f"{name:5s} battery: in {m['in_keyword_rate']:.2f} near {m['near_keyword_rate']:.2f} "
+            f"out {m['out_keyword_rate']:.2f}; out-of-scope log-prob shift "
+            f"{m['out_logp_shift']:.2f}, gold {m['out_gold']:+.3f}"
+        )
+    return result
 
 
 def plot_gold_vs_kl(report: dict, path: Path) -> Path:
@@ -250,5 +289,24 @@ def objectives_markdown(report: dict) -> str:
         f"Runs not above SFT: {', '.join(sorted(set(losers))) or 'none'}.\n\n"
         "## Best setting per objective\n\n" + header + "".join(map(row, ranked)) +
         "\n## Every run\n\n" + header + "".join(map(row, report["runs"])) +
-        f"\n![gold vs KL](gold_vs_kl.png)\n\n## Notes\n\n{notes}"
+        "\n![gold vs KL](gold_vs_kl.png)\n\n" + c3po_markdown(report["c3po"]) +
+        f"\n## Notes\n\n{notes}"
     )  # fmt: skip
+
+
+def c3po_markdown(c3po: dict) -> str:
+    """Keyword rate per scope, out-of-scope drift and gold for SFT, plain DPO and C3PO."""
+    rows = "".join(
+        f"| {name} | {m['in_keyword_rate']:.2f} | {m['near_keyword_rate']:.2f} | "
+        f"{m['out_keyword_rate']:.2f} | {m['near_logp_shift']:.2f} | {m['out_logp_shift']:.2f} | "
+        f"{m['out_gold']:+.3f} |\n"
+        for name, m in c3po["policies"].items()
+    )
+    return (
+        f'## C3PO: "{c3po["feedback"]}"\n\n'
+        f"{c3po['in_scope_pairs']} in-scope pairs, {c3po['near_scope_examples']} near-scope and "
+        f"{c3po['out_of_scope_examples']} out-of-scope baseline answers. Keyword rate = share of "
+        "answers mentioning the battery; shift = mean |Δ log-prob| of the baseline's answers.\n\n"
+        "| policy | in-scope rate | near-scope rate | out-of-scope rate | near shift | out shift "
+        "| out-of-scope gold |\n|---|---|---|---|---|---|---|\n" + rows
+    )
