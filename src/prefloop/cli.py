@@ -130,8 +130,12 @@ def train_rm(
 @app.command()
 def train(
     model: Annotated[Path, typer.Argument(help="HF causal LM directory (policy and reference).")],
-    data: Annotated[Path, typer.Argument(help="Comparisons: JSONL, Parquet or HF dataset dir.")],
-    objective: Annotated[str, typer.Option(help="Objective name, e.g. dpo, ipo, simpo.")] = "dpo",
+    data: Annotated[
+        Path, typer.Argument(help="Feedback records (comparisons; ratings for curry-dpo; ...).")
+    ],
+    objective: Annotated[
+        str, typer.Option(help="Objective, e.g. dpo, ipo, simpo, kto, curry-dpo, c3po.")
+    ] = "dpo",
     beta: Annotated[
         float | None, typer.Option(help="KL strength (objective default if unset).")
     ] = None,
@@ -147,15 +151,15 @@ def train(
     resume: Resume = False,
     checkpoint_every: CheckpointEvery = 0,
 ) -> None:
-    """Optimise a policy on pairwise comparisons with a direct-alignment objective."""
+    """Optimise a policy on feedback with a direct-alignment objective or recipe."""
+    from prefloop.algorithms.registry import train_objective, trainable_objectives
+    from prefloop.data.io import load_records
     from prefloop.eval.report import write_run_config
     from prefloop.models.policy import Policy
-    from prefloop.objectives import objective_names
-    from prefloop.train.preference import train_preference
 
-    if objective not in objective_names():
+    if objective not in trainable_objectives():
         raise typer.BadParameter(
-            f"unknown objective {objective!r}; choose from {objective_names()}"
+            f"unknown objective {objective!r}; choose from {trainable_objectives()}"
         )
     config = _train_config(epochs, lr, batch_size, seed, checkpoint_every)
     options = _parse_options(option)
@@ -163,9 +167,12 @@ def train(
                            "objective": objective, "beta": beta, "options": options,
                            "use_margin": use_margin, "train": asdict(config)})  # fmt: skip
     policy = Policy.from_pretrained(model)
-    result = train_preference(
-        policy, _comparisons(data), config, out, objective, beta, None, use_margin, options, resume
-    )
+    try:
+        result = train_objective(
+            policy, load_records(data), config, out, objective, beta, options, use_margin, resume
+        )
+    except (TypeError, ValueError) as error:
+        raise typer.BadParameter(str(error)) from error
     policy.save_pretrained(out)
     console.print(f"policy saved to {out} ({result.steps} steps, loss {result.final_loss:.4f})")
 
