@@ -13,10 +13,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError
+from sqlalchemy.exc import DataError, OperationalError
 
-from prefloop.serve.api_admin import router as admin_router
-from prefloop.serve.api_annotate import router as annotate_router
+from prefloop.serve import api_annotate, api_items, api_people, api_projects, api_results
 from prefloop.serve.auth import Principal, principal
 from prefloop.serve.db import make_sessionmaker
 from prefloop.serve.labels import LabelError
@@ -35,8 +34,8 @@ def create_app(engine: Engine) -> FastAPI:
         redoc_url=None,
     )
     app.state.sessions = make_sessionmaker(engine)
-    app.include_router(admin_router, prefix="/api/v1")
-    app.include_router(annotate_router, prefix="/api/v1")
+    for module in (api_projects, api_people, api_items, api_annotate, api_results):
+        app.include_router(module.router, prefix="/api/v1")
 
     @app.get("/api/v1/me", tags=["auth"])
     def me(who: Principal = Depends(principal)) -> dict:
@@ -62,6 +61,13 @@ def create_app(engine: Engine) -> FastAPI:
         """Like FastAPI's own 422, minus the echoed input (which may hold NaN or huge text)."""
         errors = [{"loc": e["loc"], "msg": e["msg"], "type": e["type"]} for e in err.errors()]
         return JSONResponse({"detail": errors}, status_code=422)
+
+    @app.exception_handler(OperationalError)
+    def _busy(_request: Request, err: OperationalError) -> JSONResponse:
+        """Lock timeouts and deadlock victims: nothing was stored, the client may retry."""
+        return JSONResponse(
+            {"detail": "database busy, retry"}, status_code=503, headers={"Retry-After": "1"}
+        )
 
     @app.exception_handler(DataError)
     def _data_error(_request: Request, err: DataError) -> JSONResponse:

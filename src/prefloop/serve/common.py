@@ -6,6 +6,7 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from prefloop.serve.auth import Principal, require_project_admin
 from prefloop.serve.db import Judge, Judgment, Project, as_utc
 from prefloop.serve.schemas import JudgmentOut, ProjectOut
 
@@ -49,3 +50,10 @@ def stored_judgment(session: Session, item_id: int, judge_id: int, raw: dict) ->
     if existing.raw_label != raw:
         raise HTTPException(409, "this item was already judged by this judge with another answer")
     return judgment_out(existing, session.get(Judge, judge_id).kind, duplicate=True)
+
+
+def admin_project(session: Session, project_id: int, who: Principal) -> Project:
+    """The project (404 if unknown), provided ``who`` administers it (403 otherwise)."""
+    project = get_project(session, project_id)
+    require_project_admin(project_id, who)
+    return project
