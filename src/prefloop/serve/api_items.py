@@ -157,8 +157,5 @@ def add_ai_judgment(
     audit(session, who, "ai_judgment", project.id, f"item:{item.id}", judge=judge.id)
     session.flush()
     out = judgment_out(judgment, "ai")
-    try:
-        session.commit()
-    except IntegrityError:
-        raise HTTPException(409, "a concurrent request stored this judgment; retry") from None
+    session.commit()
     return out

@@ -13,7 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from prefloop.serve import api_annotate, api_items, api_people, api_projects, api_results
 from prefloop.serve.auth import Principal, principal
@@ -68,6 +68,11 @@ def create_app(engine: Engine) -> FastAPI:
         return JSONResponse(
             {"detail": "database busy, retry"}, status_code=503, headers={"Retry-After": "1"}
         )
+
+    @app.exception_handler(IntegrityError)
+    def _conflict(_request: Request, err: IntegrityError) -> JSONResponse:
+        """A concurrent request created the same row first; nothing of this one was stored."""
+        return JSONResponse({"detail": "conflicting concurrent change, retry"}, status_code=409)
 
     @app.exception_handler(DataError)
     def _data_error(_request: Request, err: DataError) -> JSONResponse:
