@@ -1,0 +1,82 @@
+"""Over-optimization lab pieces: ensemble standardisation/combiners and the curve verdicts."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from prefloop.lab.overoptimization import (
+    _summarize,
+    overoptimization_markdown,
+    plot_overoptimization,
+)
+from prefloop.models.ensemble import RewardEnsemble, bootstrap_sample
+
+
+class _Member:
+    """A reward model stand-in: a fixed score per response."""
+
+    def __init__(self, table: dict[str, float]):
+        self.table = table
+
+    def score(self, prompts, responses):
+        return torch.tensor([self.table[r] for r in responses])
+
+
+def test_ensemble_standardises_members_then_combines_by_hand():
+    a = _Member({"x": 0.0, "y": 2.0, "z": 4.0})  # mean 2, std 2
+    b = _Member({"x": 10.0, "y": 11.0, "z": 9.0})  # mean 10, std 1
+    ensemble = RewardEnsemble([a, b])
+    ensemble.normalize_on(["p"] * 3, ["x", "y", "z"])
+    members = ensemble.member_scores(["p"] * 3, ["x", "y", "z"])
+    assert members.tolist() == [pytest.approx([-1.0, 0.0, 1.0]), pytest.approx([0.0, 1.0, -1.0])]
+    assert ensemble.score(["p"] * 3, ["x", "y", "z"], "mean").tolist() == pytest.approx(
+        [-0.5, 0.5, 0.0]
+    )
+    assert ensemble.score(["p"] * 3, ["x", "y", "z"], "wco").tolist() == pytest.approx(
+        [-1.0, 0.0, -1.0]
+    )
+    # uwo: mean − 0.5 · population variance; variances 0.25, 0.25, 1
+    assert ensemble.score(["p"] * 3, ["x", "y", "z"], "uwo", 0.5).tolist() == pytest.approx(
+        [-0.625, 0.375, -0.5]
+    )
+
+
+def test_bootstrap_is_a_seeded_resample():
+    data = list(range(50))
+    first, again = bootstrap_sample(data, 3), bootstrap_sample(data, 3)
+    assert first == again and len(first) == 50 and len(set(first)) < 50
+
+
+def _curve(golds, proxies):
+    return [{"n": 2**i, "kl": float(i), "proxy": p, "gold": g}
+            for i, (g, p) in enumerate(zip(golds, proxies))]  # fmt: skip
+
+
+def test_summary_detects_overoptimization_and_its_absence():
+    over = _summarize(_curve([0.0, 0.3, 0.5, 0.4, 0.2], [0.0, 1.0, 2.0, 3.0, 4.0]))
+    assert over["overoptimizes"] and over["peak_n"] == 4
+    assert over["gold_drop_from_peak"] == pytest.approx(0.3)
+    assert over["proxy_rise_after_peak"] == pytest.approx(2.0)
+    rising = _summarize(_curve([0.0, 0.3, 0.5, 0.6, 0.7], [0.0, 1.0, 2.0, 3.0, 4.0]))
+    assert not rising["overoptimizes"] and rising["peak_n"] == 16
+    flat_proxy = _summarize(_curve([0.0, 0.5, 0.2], [0.0, 1.0, 0.5]))
+    assert not flat_proxy["overoptimizes"]  # gold falls but so does the proxy
+
+
+def test_report_files(tmp_path):
+    curves = {name: _curve([0.0, 0.5, 0.2], [0.0, 1.0, 2.0]) for name in ("single", "mean")}
+    curves["wco"] = curves["uwo"] = _curve([0.0, 0.5, 0.45], [0.0, 0.8, 1.0])
+    setting = {"label_noise": 0.25, "pairs": 10, "flipped": 2, "curves": curves,
+               "summary": {k: _summarize(v) for k, v in curves.items()}}  # fmt: skip
+    report = {"world": "reviews", "seed": 0, "settings": [setting],
+              "pool": {"prompts": 2, "samples": 4, "mean_gold": 0.0},
+              "gold_oracle": _curve([0.0, 0.6, 0.9], [0.0, 0.6, 0.9])}  # fmt: skip
+    plot_overoptimization(report, tmp_path / "plot.png")
+    text = overoptimization_markdown(report)
+    assert (tmp_path / "plot.png").stat().st_size > 0
+    assert "The single RM over-optimizes: gold peaks at n=2" in text
+    assert "- wco: gold at n=4 is +0.250 vs single" in text
+    json.dumps(report)
