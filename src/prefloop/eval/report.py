@@ -36,9 +36,9 @@ def write_json(path: str | Path, data: Any) -> Path:
 
 
 def write_run_config(out_dir: str | Path, config: dict) -> Path:
-    """``config.json``: the resolved configuration plus the software environment."""
+    """``run_config.json``: the resolved configuration plus the software environment."""
     return write_json(
-        Path(out_dir) / "config.json", {"config": config, "environment": environment()}
+        Path(out_dir) / "run_config.json", {"config": config, "environment": environment()}
     )
 
 

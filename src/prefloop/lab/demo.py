@@ -162,7 +162,7 @@ def _policy_entry(evaluation: PolicyEvaluation) -> dict:
 
 
 def write_demo_report(out_dir: Path, report: dict, config: dict) -> None:
-    """``report.json``, ``report.md``, ``gold_by_aspect.png`` and ``config.json`` in ``out_dir``."""
+    """Write report.json, report.md, gold_by_aspect.png and run_config.json into ``out_dir``."""
     write_run_config(out_dir, config)
     write_json(out_dir / "report.json", report)
     policies = {"sft": report["sft"], "dpo": report["dpo"]}
