@@ -63,6 +63,19 @@ def test_roles_are_enforced(client, server_token):
     r = client.post(other.url("/next"), headers=s.ann())
     assert (r.status_code, r.json()["detail"]) == (403, "not assigned to this project")
     assert client.get(other.url(""), headers=s.ann()).status_code == 403
+    # another project's item is unknown here, even to this project's admin
+    theirs = other.client.post(
+        other.url("/items"), json={"items": pair_items(1)}, headers=other.admin()
+    )
+    item_id = theirs.json()["ids"][0]
+    r = client.get(s.url(f"/items/{item_id}"), headers=s.admin())
+    assert (r.status_code, r.json()["detail"]) == (
+        404,
+        f"item {item_id} not found in project {s.project['id']}",
+    )
+    judge = {"name": "j", "model": "m", "prompt_version": "v"}
+    ai = {"item_id": item_id, "judge": judge, "label": {"choice": "left"}}
+    assert client.post(s.url("/ai-judgments"), json=ai, headers=s.admin()).status_code == 404
     # annotators cannot read admin data
     assert client.get(s.url("/judgments"), headers=s.ann()).status_code == 403
     assert client.get(s.url("/export"), headers=s.ann()).status_code == 403
