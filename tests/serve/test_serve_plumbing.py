@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
@@ -129,3 +131,17 @@ def test_dueling_rule_picks_the_leader_and_an_optimistic_challenger(client, serv
     assert len(shown) == 4
     # after the warm-up the fitted utility ranks r0 first, so every later pair includes it
     assert all("r0" in pair for pair in shown[2:])
+
+
+def test_init_prints_the_admin_token_only_once(live_server, sqlite_url):
+    server = live_server(sqlite_url)
+    assert server.token.startswith("pfs_")
+    server.stop()
+    again = subprocess.run(
+        [sys.executable, "-m", "prefloop.serve", "--db", sqlite_url, "--init"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert again.returncode == 1 and "pfs_" not in again.stdout + again.stderr
+    assert "already initialised" in again.stderr
