@@ -115,12 +115,18 @@ class VPLRewardModel(nn.Module):
         context_chosen: torch.Tensor,
         context_rejected: torch.Tensor,
         kl_weight: float,
+        strength: torch.Tensor | None = None,
+        margin: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """ELBO on target pairs [N, d] whose users' contexts are [N, C, d]."""
+        """ELBO on target pairs [N, d] whose users' contexts are [N, C, d].
+
+        ``strength`` (soft targets) and ``margin`` enter the BT likelihood as in
+        ``bradley_terry_loss``.
+        """
         mu, logvar = self.posterior(context_chosen, context_rejected)
         z = self.latent(mu, logvar, sample=True)
         r_c, r_r = self.reward(chosen, z), self.reward(rejected, z)
-        nll = bradley_terry_loss(r_c, r_r).mean()
+        nll = bradley_terry_loss(r_c, r_r, margin=margin, strength=strength).mean()
         kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1).mean()
         loss = nll + (kl_weight * kl if self.personalized else 0.0)
         return loss, {
@@ -137,6 +143,9 @@ class PersonalizedPairs:
         prompts = [c.prompt for c in comparisons]
         self.chosen = embed(prompts, [c.chosen for c in comparisons])
         self.rejected = embed(prompts, [c.rejected for c in comparisons])
+        self.strengths = torch.tensor([1.0 if c.strength is None else c.strength
+                                       for c in comparisons])  # fmt: skip
+        self.margins = torch.tensor([c.margin or 0.0 for c in comparisons])
         self.users = [c.annotator or "anonymous" for c in comparisons]
         self.by_user: dict[str, list[int]] = {}
         for i, user in enumerate(self.users):
@@ -168,8 +177,9 @@ def train_vpl(
 
     def loss_fn(indices: Sequence[int]):
         context = torch.tensor(data.context(indices, context_size, rng))
-        return model.loss(data.chosen[indices], data.rejected[indices],
-                          data.chosen[context], data.rejected[context], kl_weight)  # fmt: skip
+        return model.loss(data.chosen[indices], data.rejected[indices], data.chosen[context],
+                          data.rejected[context], kl_weight, data.strengths[indices],
+                          data.margins[indices])  # fmt: skip
 
     def save(path: Path) -> None:
         from safetensors.torch import save_model
