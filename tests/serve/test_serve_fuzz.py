@@ -138,6 +138,7 @@ def test_no_5xx_anywhere(fuzz_client):
     @settings(
         max_examples=int(os.environ.get("PREFLOOP_FUZZ_EXAMPLES", 400)),
         deadline=None,
+        database=None,
         suppress_health_check=list(HealthCheck),
     )
     @given(requests(spec, operations(spec)))

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
@@ -38,8 +39,6 @@ def test_database_urls():
 def test_webhook_signature_roundtrip():
     secret = webhooks.new_secret()
     body = b'{"x": 1}'
-    import time
-
     now = int(time.time())
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(now)}
     headers["webhook-signature"] = webhooks.sign(secret, "msg_1", now, body)
