@@ -52,7 +52,7 @@ def test_webhook_signature_roundtrip():
 
 def test_submissions_fire_signed_webhooks(client, server_token):
     received: list[tuple[dict, bytes]] = []
-    done = threading.Event()
+    arrived = threading.Semaphore(0)
 
     class Receiver(BaseHTTPRequestHandler):
         def do_POST(self):  # noqa: N802 - http.server's naming
@@ -60,7 +60,7 @@ def test_submissions_fire_signed_webhooks(client, server_token):
             received.append(({k.lower(): v for k, v in self.headers.items()}, body))
             self.send_response(204)
             self.end_headers()
-            done.set()
+            arrived.release()
 
         def log_message(self, *_args):
             pass
@@ -83,14 +83,20 @@ def test_submissions_fire_signed_webhooks(client, server_token):
             json={"choice": "tie"},
             headers=s.ann(),
         )
-        assert done.wait(10)
+        assert arrived.acquire(timeout=10)
+        judge = {"name": "j", "model": "m", "prompt_version": "v"}
+        ai = {"item_id": view["item_id"], "judge": judge, "label": {"choice": "left"}}
+        client.post(s.url("/ai-judgments"), json=ai, headers=s.admin())
+        assert arrived.acquire(timeout=10)
     finally:
         receiver.shutdown()
-    headers, body = received[0]
-    assert webhooks.verify(s.project["webhook_secret"], headers, body)
-    assert headers["webhook-id"].startswith("msg_")
-    event = json.loads(body)
-    assert event["type"] == "judgment.created" and event["data"]["preference"] == 0.5
+    for headers, body in received:
+        assert webhooks.verify(s.project["webhook_secret"], headers, body)
+        assert headers["webhook-id"].startswith("msg_")
+    events = [json.loads(body) for _, body in received]
+    assert [e["type"] for e in events] == ["judgment.created"] * 2
+    assert [e["data"]["judge_kind"] for e in events] == ["human", "ai"]
+    assert events[0]["data"]["preference"] == 0.5
 
 
 def test_disagreement_rule_serves_the_most_disputed_item_first(client, server_token):

@@ -12,11 +12,10 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from prefloop.serve import webhooks
 from prefloop.serve.assign import claim, next_assignment, release
 from prefloop.serve.audit import audit
 from prefloop.serve.auth import Principal, get_session, principal, require_member
-from prefloop.serve.common import get_project, judgment_out, stored_judgment
+from prefloop.serve.common import announce, get_project, judgment_out, stored_judgment
 from prefloop.serve.db import Assignment, Draft, Item, Judgment, Project, utcnow
 from prefloop.serve.labels import canonicalize
 from prefloop.serve.schemas import AssignmentOut, Id, JudgmentOut, Label, Progress, ShownResponse
@@ -170,10 +169,7 @@ def submit(
         raise
     out = judgment_out(judgment, "human")
     session.commit()
-    if project.webhook_url:
-        webhooks.send(
-            project.webhook_url, project.webhook_secret, "judgment.created", out.model_dump()
-        )
+    announce(project, out)
     return out
 
 

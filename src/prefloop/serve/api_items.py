@@ -17,6 +17,7 @@ from prefloop.serve.auth import (
 )
 from prefloop.serve.common import (
     admin_project,
+    announce,
     judgment_out,
     stored_judgment,
 )
@@ -158,4 +159,5 @@ def add_ai_judgment(
     session.flush()
     out = judgment_out(judgment, "ai")
     session.commit()
+    announce(project, out)
     return out

@@ -6,6 +6,7 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from prefloop.serve import webhooks
 from prefloop.serve.auth import Principal, require_project_admin
 from prefloop.serve.db import Judge, Judgment, Project, as_utc
 from prefloop.serve.schemas import JudgmentOut, ProjectOut
@@ -57,3 +58,10 @@ def admin_project(session: Session, project_id: int, who: Principal) -> Project:
     project = get_project(session, project_id)
     require_project_admin(project_id, who)
     return project
+
+
+def announce(project: Project, judgment: JudgmentOut) -> None:
+    """Send the project's signed ``judgment.created`` webhook, if it has one (after commit)."""
+    if project.webhook_url:
+        data = judgment.model_dump(mode="json")
+        webhooks.send(project.webhook_url, project.webhook_secret, "judgment.created", data)

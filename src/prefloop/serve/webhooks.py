@@ -60,7 +60,8 @@ def _deliver(url: str, secret: str, event: str, data: dict[str, Any], attempts: 
                 return
         except httpx.HTTPError as err:
             log.warning("webhook %s to %s failed: %s", message_id, url, err)
-        time.sleep(min(2**attempt, 30))
+        if attempt + 1 < attempts:
+            time.sleep(min(2**attempt, 30))
     log.error("webhook %s to %s gave up after %d attempts", message_id, url, attempts)
 
 
