@@ -136,6 +136,9 @@ def test_ranking_rating_and_critique_pages(browser, live_server, sqlite_url):
         target = browser.find_element(By.ID, "critique-target")
         target.find_element(By.CSS_SELECTOR, f'option[value="{texts.index("worst")}"]').click()
         browser.find_element(By.ID, "critique-text").send_keys("too vague")
+        wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Draft saved."))
+        texts = open_project(critique.project["id"])  # reload: the draft comes back
+        assert browser.find_element(By.ID, "critique-text").get_attribute("value") == "too vague"
         browser.find_element(By.ID, "critique-revision").send_keys("better")
         browser.find_element(By.ID, "btn-submit").click()
         finished()

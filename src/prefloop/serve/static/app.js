@@ -188,12 +188,29 @@ function critiqueControls(item, controls) {
   for (const r of item.responses) target.append(el("option", { value: r.position }, `Response ${r.position + 1}`));
   const critique = el("textarea", { id: "critique-text", placeholder: "What is wrong or missing?" });
   const revision = el("textarea", { id: "critique-revision", placeholder: "Corrected response (optional)" });
+  const draft = item.draft || {};
+  if (draft.target !== undefined && draft.target !== null) target.value = String(draft.target);
+  critique.value = draft.critique || "";
+  revision.value = draft.revision || "";
+  const label = () => ({ target: Number(target.value), critique: critique.value || null, revision: revision.value || null });
+  let timer = null;
+  const saveDraft = () => {
+    clearTimeout(timer);
+    timer = setTimeout(async () => {
+      if (state.current !== item) return;
+      try {
+        await call("PUT", `/assignments/${item.assignment_id}/draft`, label());
+        say("Draft saved.");
+      } catch (error) { say("Draft not saved: " + error.message); }
+    }, 600);
+  };
+  for (const field of [target, critique, revision]) field.addEventListener("input", saveDraft);
   controls.append(target, critique, revision, button("btn-submit", "Submit critique", () => {
-    const label = { target: Number(target.value), critique: critique.value || null, revision: revision.value || null };
-    if (!label.critique && !label.revision) { say("Write a critique or a corrected response."); return; }
-    submit(label);
+    clearTimeout(timer);
+    if (!critique.value && !revision.value) { say("Write a critique or a corrected response."); return; }
+    submit(label());
   }));
-  $("keys").textContent = "Ctrl+Enter submits.";
+  $("keys").textContent = "Your text is saved as a draft while you type. Ctrl+Enter submits.";
 }
 
 document.addEventListener("keydown", (event) => {
