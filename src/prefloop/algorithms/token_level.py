@@ -7,7 +7,7 @@ likelihood, or directly on the cumulative implicit reward, is the paper's infere
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -143,3 +143,29 @@ def beam_search(
     beams += [Beam(ids, tokenizer.decode(ids, skip_special_tokens=True).strip(), s, False)
               for ids, s in live]  # fmt: skip
     return sorted(beams, key=lambda beam: -beam.score)
+
+
+def compare_decoding(
+    policy: Policy,
+    reference: Policy,
+    prompts: Sequence[str],
+    gold: Callable[[str, str], float],
+    beam_width: int = 4,
+    beta: float = 0.1,
+    candidates: int = 5,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Mean ``gold(prompt, response)`` of sampling, likelihood beam search and reward-guided
+    beam search (over the policy's top ``candidates`` tokens) with the same trained policy."""
+    sampled = [group[0] for group in policy.generate(list(prompts), seed=seed)]
+    likelihood = [beam_search(policy, p, beam_width)[0].text for p in prompts]
+    guided = [beam_search(policy, p, beam_width, reference=reference, beta=beta,
+                          candidates=candidates)[0].text for p in prompts]  # fmt: skip
+    return {
+        name: sum(gold(p, r) for p, r in zip(prompts, responses)) / len(prompts)
+        for name, responses in (
+            ("sample", sampled),
+            ("likelihood_beam", likelihood),
+            ("reward_guided_beam", guided),
+        )  # fmt: skip
+    }
