@@ -11,23 +11,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, PreTrainedModel
+from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from prefloop.data.records import Prompt
-from prefloop.models.policy import Policy, TokenizedBatch, default_device
+from prefloop.models.pretrained import PretrainedModel, TokenizedBatch, evaluating
 
 
-class RewardModel:
+class RewardModel(PretrainedModel):
     """r(x, y): one number per prompt-response pair; higher is better."""
 
+    auto_class = AutoModelForSequenceClassification
+
     def __init__(self, model: PreTrainedModel, tokenizer):
-        self.model = model
-        self.tokenizer = tokenizer
-        if tokenizer.pad_token_id is None:
-            tokenizer.pad_token = tokenizer.eos_token
-        model.config.pad_token_id = tokenizer.pad_token_id
-        # Reuse the policy's tokenization so rewards and log-probs see identical token streams.
-        self._encoder = Policy(model, tokenizer)
+        super().__init__(model, tokenizer)
+        model.config.pad_token_id = self.tokenizer.pad_token_id  # the head reads the last non-pad
 
     @classmethod
     def from_pretrained(
@@ -39,20 +36,7 @@ class RewardModel:
     ) -> RewardModel:
         """Load a saved reward model, or start one from a causal LM directory (new value head)."""
         torch.manual_seed(seed)
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, dtype=dtype)
-        model.to(device or default_device())
-        return cls(model, AutoTokenizer.from_pretrained(path))
-
-    def save_pretrained(self, path: str | Path) -> None:
-        self.model.save_pretrained(path)
-        self.tokenizer.save_pretrained(path)
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> TokenizedBatch:
-        return self._encoder.encode(prompts, responses)
+        return cls.load(path, dtype, device, num_labels=1)
 
     def forward(self, batch: TokenizedBatch) -> torch.Tensor:
         """Rewards for an encoded batch, with gradients; shape [B]."""
@@ -65,13 +49,11 @@ class RewardModel:
         self, prompts: Sequence[Prompt], responses: Sequence[str], batch_size: int = 128
     ) -> torch.Tensor:
         """Rewards for many pairs, evaluated in batches on the CPU result device."""
-        was_training = self.model.training
-        self.model.eval()
-        rewards = [
-            self.forward(
-                self.encode(prompts[i : i + batch_size], responses[i : i + batch_size])
-            ).cpu()
-            for i in range(0, len(prompts), batch_size)
-        ]
-        self.model.train(was_training)
+        with evaluating(self.model):
+            rewards = [
+                self.forward(
+                    self.encode(prompts[i : i + batch_size], responses[i : i + batch_size])
+                ).cpu()
+                for i in range(0, len(prompts), batch_size)
+            ]
         return torch.cat(rewards) if rewards else torch.empty(0)

@@ -1,0 +1,116 @@
+"""What every prefloop model shares: a Hugging Face model, its tokenizer, one tokenization."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import torch
+from transformers import AutoTokenizer, PreTrainedModel
+
+from prefloop.data.records import Prompt, prompt_text
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@contextmanager
+def evaluating(model: torch.nn.Module) -> Iterator[None]:
+    """Eval mode (no dropout) inside the block; the model's previous mode afterwards."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+@dataclass
+class TokenizedBatch:
+    """Right-padded prompt+response ids; ``response_mask`` marks the response tokens (with EOS)."""
+
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    response_mask: torch.Tensor
+
+    def to(self, device: torch.device | str) -> TokenizedBatch:
+        tensors = (self.input_ids, self.attention_mask, self.response_mask)
+        return TokenizedBatch(*(t.to(device) for t in tensors))
+
+    @property
+    def response_lengths(self) -> torch.Tensor:
+        return self.response_mask.sum(-1).float()
+
+
+class PretrainedModel:
+    """A model directory's model and tokenizer, tokenizing prompt/response pairs one way.
+
+    Prompts are rendered with the tokenizer's chat template when they are conversations and the
+    tokenizer has one; prompt and response are tokenized separately and concatenated, so a
+    response's tokens never depend on how they would merge with the prompt's last word, and
+    policies and reward models see identical token streams.
+    """
+
+    auto_class: ClassVar[type]
+
+    def __init__(self, model: PreTrainedModel, tokenizer, max_length: int | None = None):
+        self.model = model
+        self.tokenizer = tokenizer
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        positions = getattr(model.config, "max_position_embeddings", None) or 2048
+        self.max_length = max_length or positions
+
+    @classmethod
+    def load(cls, path: str | Path, dtype: torch.dtype, device: str | None, **model_kwargs):
+        model = cls.auto_class.from_pretrained(path, dtype=dtype, **model_kwargs)
+        model.to(device or default_device())
+        return cls(model, AutoTokenizer.from_pretrained(path))
+
+    def save_pretrained(self, path: str | Path) -> None:
+        self.model.save_pretrained(path)
+        self.tokenizer.save_pretrained(path)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def render_prompt(self, prompt: Prompt) -> str:
+        if isinstance(prompt, str):
+            return prompt
+        if getattr(self.tokenizer, "chat_template", None):
+            return self.tokenizer.apply_chat_template(
+                prompt, tokenize=False, add_generation_prompt=True
+            )
+        return prompt_text(prompt)
+
+    def prompt_ids(self, prompts: Sequence[Prompt]) -> list[list[int]]:
+        texts = [self.render_prompt(p) for p in prompts]
+        return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
+
+    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> TokenizedBatch:
+        """Prompt+response pairs as one right-padded batch, truncated to ``max_length``."""
+        if len(prompts) != len(responses):
+            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+        eos = self.tokenizer.eos_token_id
+        response_ids = self.tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+        rows = []
+        for prompt, response in zip(self.prompt_ids(prompts), response_ids):
+            if len(prompt) >= self.max_length:
+                prompt = prompt[-(self.max_length // 2) :]
+            response = (response + [eos])[: self.max_length - len(prompt)]
+            rows.append((prompt, response))
+        width = max(len(p) + len(r) for p, r in rows)
+        input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        response_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (prompt, response) in enumerate(rows):
+            n = len(prompt) + len(response)
+            input_ids[i, :n] = torch.tensor(prompt + response)
+            attention[i, :n] = 1
+            response_mask[i, len(prompt) : n] = 1
+        return TokenizedBatch(input_ids, attention, response_mask)
