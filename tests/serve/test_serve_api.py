@@ -519,3 +519,18 @@ def test_audit_log_is_append_only(client, server_token, engine):
         with pytest.raises(DatabaseError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     assert count(engine, AuditEntry) == len(everything)
+
+
+def test_an_expired_lease_can_still_submit_while_a_slot_is_free(client, server_token, engine):
+    s = make_setup(client, server_token, n_annotators=1, items=pair_items(1))
+    view = next_item(s).json()
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE assignments SET expires_at = '2000-01-01 00:00:00'"))
+    assert next_item(s).status_code == 204  # expires the lease; the item was seen already
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT claimed FROM items")).scalar_one() == 0
+    url = f"{API}/assignments/{view['assignment_id']}/submit"
+    assert client.post(url, json={"choice": "left"}, headers=s.ann()).status_code == 200
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT claimed FROM items")).scalar_one() == 1
+        assert conn.execute(text("SELECT status FROM assignments")).scalar_one() == "submitted"

@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from prefloop.serve.assign import claim, next_assignment, release
+from prefloop.serve.assign import next_assignment, release, settle
 from prefloop.serve.audit import audit
 from prefloop.serve.auth import Principal, get_session, principal, require_member
 from prefloop.serve.common import announce, get_project, judgment_out, stored_judgment
@@ -140,11 +140,10 @@ def submit(
     raw = label.model_dump(exclude_none=True)
     if (stored := stored_judgment(session, item.id, who.judge_id, raw)) is not None:
         return stored
-    if assignment.status == "expired" and claim(session, item.id, project.redundancy):
-        assignment.status = "assigned"
-    if assignment.status != "assigned":
-        raise HTTPException(409, f"assignment is {assignment.status}")
-    assignment.status, assignment.closed_at = "submitted", utcnow()
+    if not settle(session, assignment, project.redundancy):
+        session.rollback()
+        status = session.scalar(select(Assignment.status).where(Assignment.id == assignment_id))
+        raise HTTPException(409, f"assignment is {status}")
     judgment = Judgment(
         project_id=project.id,
         item_id=item.id,

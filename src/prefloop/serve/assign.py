@@ -23,14 +23,21 @@ HISTORY = 5_000
 Candidate = tuple[int, tuple[int, int] | None]
 
 
+def _transition(session: Session, assignment_id: int, old: str, new: str) -> bool:
+    """Atomically move an assignment from status ``old`` to ``new``; False if it was not ``old``."""
+    return bool(
+        session.execute(
+            update(Assignment)
+            .where(Assignment.id == assignment_id, Assignment.status == old)
+            .values(status=new, closed_at=utcnow())
+            .execution_options(synchronize_session=False)
+        ).rowcount
+    )
+
+
 def release(session: Session, assignment_id: int, item_id: int, status: str) -> bool:
     """Close a live assignment as ``status`` and free its slot; False if it was not live."""
-    closed = session.execute(
-        update(Assignment)
-        .where(Assignment.id == assignment_id, Assignment.status == "assigned")
-        .values(status=status, closed_at=utcnow())
-        .execution_options(synchronize_session=False)
-    ).rowcount
+    closed = _transition(session, assignment_id, "assigned", status)
     if closed:
         session.execute(
             update(Item)
@@ -50,6 +57,16 @@ def claim(session: Session, item_id: int, redundancy: int) -> bool:
             .values(claimed=Item.claimed + 1)
             .execution_options(synchronize_session=False)
         ).rowcount
+    )
+
+
+def settle(session: Session, assignment: Assignment, redundancy: int) -> bool:
+    """Mark the assignment submitted. A live one keeps its slot; an expired one needs a free
+    slot again. False (and the caller must roll back) if neither holds."""
+    if _transition(session, assignment.id, "assigned", "submitted"):
+        return True
+    return claim(session, assignment.item_id, redundancy) and _transition(
+        session, assignment.id, "expired", "submitted"
     )
 
 
