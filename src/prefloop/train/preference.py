@@ -115,7 +115,7 @@ def train_preference(
     tensors |= {k: options.pop(k) for k in list(options) if isinstance(options[k], torch.Tensor)}
     spo = None
     if trainer["spo_weight"]:
-        spo = PreferenceDegreeAuxiliary(policy, int(trainer["spo_classes"]))
+        spo = PreferenceDegreeAuxiliary(policy, int(trainer["spo_classes"]), config.seed)
 
     def loss_fn(indices: Sequence[int]):
         pairs = [comparisons[i] for i in indices]

@@ -59,13 +59,15 @@ def key_word_indices(words: Sequence[str]) -> list[int]:
 class PreferenceDegreeAuxiliary:
     """The SPO head and its loss; attached to ``policy.model`` so the engine optimises it."""
 
-    def __init__(self, policy: Policy, num_classes: int = 3) -> None:
+    def __init__(self, policy: Policy, num_classes: int = 3, seed: int = 0) -> None:
         if num_classes < 2:
             raise ValueError(f"spo_classes must be >= 2, got {num_classes}")
         self.policy = policy
         self.num_classes = num_classes
-        hidden = policy.model.config.hidden_size
-        head = torch.nn.Linear(hidden, num_classes).to(policy.device)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # the head's initialisation depends on the seed only
+            head = torch.nn.Linear(policy.model.config.hidden_size, num_classes)
+        head.to(policy.device)
         policy.model.add_module(HEAD_NAME, head)  # saved and restored with checkpoints
         self.head = head
 
