@@ -152,7 +152,11 @@ def train(
     checkpoint_every: CheckpointEvery = 0,
 ) -> None:
     """Optimise a policy on feedback with a direct-alignment objective or recipe."""
-    from prefloop.algorithms.registry import train_objective, trainable_objectives
+    from prefloop.algorithms.registry import (
+        RecordKindError,
+        train_objective,
+        trainable_objectives,
+    )
     from prefloop.data.io import load_records
     from prefloop.eval.report import write_run_config
     from prefloop.models.policy import Policy
@@ -167,11 +171,12 @@ def train(
                            "objective": objective, "beta": beta, "options": options,
                            "use_margin": use_margin, "train": asdict(config)})  # fmt: skip
     policy = Policy.from_pretrained(model)
+    records = load_records(data)
     try:
         result = train_objective(
-            policy, load_records(data), config, out, objective, beta, options, use_margin, resume
+            policy, records, config, out, objective, beta, options, use_margin, resume
         )
-    except (TypeError, ValueError) as error:
+    except RecordKindError as error:
         raise typer.BadParameter(str(error)) from error
     policy.save_pretrained(out)
     console.print(f"policy saved to {out} ({result.steps} steps, loss {result.final_loss:.4f})")

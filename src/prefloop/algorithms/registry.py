@@ -27,6 +27,10 @@ from prefloop.train.unpaired import train_kto
 RECIPES = ("kto", "curry-dpo", "c3po")
 
 
+class RecordKindError(ValueError):
+    """The records given are not the kind the objective trains on."""
+
+
 def trainable_objectives() -> list[str]:
     """Pairwise objective names followed by the recipes."""
     return objective_names() + list(RECIPES)
@@ -35,7 +39,7 @@ def trainable_objectives() -> list[str]:
 def _only(records: Sequence[FeedbackRecord], kinds: tuple[type, ...], objective: str) -> list:
     if not records or not all(isinstance(r, kinds) for r in records):
         names = " or ".join(k.__name__ for k in kinds)
-        raise ValueError(f"objective {objective!r} needs {names} records")
+        raise RecordKindError(f"objective {objective!r} needs {names} records")
     return list(records)
 
 
