@@ -81,6 +81,11 @@ def test_margin_and_strength_come_from_records(sft_dir, pairs, tmp_path):
                      use_margin=True, show_progress=False)  # fmt: skip
     expected = 0.25 * math.log1p(math.e) + 0.75 * math.log1p(math.exp(-1))
     assert first_loss(tmp_path / "soft") == pytest.approx(expected, rel=1e-5)
+    policy = Policy.from_pretrained(sft_dir, device="cpu")
+    records = [replace(c, strength=0.9) for c in records]  # an explicit option wins
+    train_preference(policy, records, ONE_STEP, tmp_path / "opt", "soft-preference", 0.1,
+                     use_margin=True, options={"strength": 0.25}, show_progress=False)  # fmt: skip
+    assert first_loss(tmp_path / "opt") == pytest.approx(expected, rel=1e-5)
     with pytest.raises(ValueError, match="margin"):
         train_preference(policy, pairs, ONE_STEP, tmp_path / "none", use_margin=True)
 

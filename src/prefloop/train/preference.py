@@ -105,7 +105,9 @@ def train_preference(
     metric_beta = beta if beta is not None else default_options(objective)["beta"]
     needs_reference = requires_reference(objective)
     cached = reference_logps(reference or policy, comparisons, out_dir) if needs_reference else {}
-    tensors = record_options(objective, comparisons, use_margin)
+    # An explicit option (e.g. strength=0.7 for every pair) wins over the records' values.
+    found = record_options(objective, comparisons, use_margin)
+    tensors = {k: v for k, v in found.items() if k not in options}
     if objective == "inpo" and "previous_chosen_logps" not in options:
         prev = reference_logps(
             previous or reference or policy, comparisons, out_dir, PREVIOUS_CACHE
