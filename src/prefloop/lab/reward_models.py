@@ -1,0 +1,248 @@
+"""The reward-model comparison: one labelled data set, five reward models, one suite.
+
+Pairs of SFT samples are labelled by a population of simulated users: half judge by the gold
+reward (``neutral``), a quarter are ``concise`` and a quarter ``verbose`` (conflicting tastes
+for length). On these same pairs we train a plain Bradley–Terry RM (``bt``), an ensemble of K
+seeds (``ensemble``, mean), BT with the Secrets-II treatment using that ensemble's strengths
+(``bt-robust``), a VPL personalized RM (``vpl``) and a DPO policy whose implicit reward is the
+fifth model (``dpo-implicit``). All are scored by the ``eval-rm`` suite (gold = the neutral
+user) and on held-out pairs where the concise and verbose users disagree, per user type; VPL is
+conditioned on a few labelled pairs of the user in question (a neutral user for the suite).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+
+from prefloop.eval.report import write_json, write_run_config
+from prefloop.eval.rm_suite import (
+    Scorer,
+    evaluate_rm_suite,
+    implicit_reward_scorer,
+    reward_model_scorer,
+)
+from prefloop.lab.common import prepare_sft_policy
+from prefloop.models.ensemble import train_ensemble
+from prefloop.models.factory import TinyModelSpec
+from prefloop.models.personalized import (
+    PersonalizedPairs,
+    VPLRewardModel,
+    backbone_embedder,
+    personalized_scorer,
+    train_vpl,
+)
+from prefloop.models.policy import Policy
+from prefloop.models.reward import RewardModel
+from prefloop.models.strength import RobustOptions, ensemble_strength, robust_relabel
+from prefloop.train.engine import TrainConfig
+from prefloop.train.preference import train_preference
+from prefloop.train.reward_model import train_reward_model
+from prefloop.worlds.review_shifts import build_review_suite
+from prefloop.worlds.reviews import ReviewWorld
+from prefloop.worlds.users import NEUTRAL, USER_TYPES, UserWorld, label_for_users
+
+POPULATION = (NEUTRAL, NEUTRAL, *USER_TYPES)  # round-robin: half neutral, a quarter each
+
+
+@dataclass
+class RewardModelsConfig:
+    """Every knob of the comparison; ``fast()`` is the reduced run."""
+
+    seed: int = 0
+    corpus_size: int = 4000
+    model: TinyModelSpec = field(default_factory=TinyModelSpec)
+    sft: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=8)
+    )
+    label_prompts: int = 2000
+    user_ids: int = 24
+    temperature: float = 0.25
+    reward_model: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=3)
+    )
+    ensemble_size: int = 4
+    robust: RobustOptions = field(default_factory=RobustOptions)
+    dpo: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=3)
+    )
+    beta: float = 0.1
+    vpl: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=30)
+    )
+    vpl_context: int = 8
+    suite_prompts: int = 200
+    user_eval_prompts: int = 400
+
+    @classmethod
+    def fast(cls, seed: int = 0) -> RewardModelsConfig:
+        return replace(cls(seed=seed), corpus_size=2000, label_prompts=1200, ensemble_size=3,
+                       suite_prompts=120, user_eval_prompts=240)  # fmt: skip
+
+
+def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | None = None) -> dict:
+    """Run the comparison into ``out``; writes reward_models.json and reward_models.md."""
+    config = RewardModelsConfig.fast(seed) if fast else RewardModelsConfig(seed=seed)
+    return run_reward_models(config, Path(out), console or Console())
+
+
+def _conflict_pairs(world: ReviewWorld, policy: Policy, config: RewardModelsConfig):
+    """Held-out SFT pairs on which concise and verbose users disagree, with each type's gaps."""
+    prompts = world.prompts(config.user_eval_prompts, config.seed + 20, split="test")
+    samples = policy.generate(prompts, num_samples=2, seed=config.seed + 21)
+    triples = [(p, a, b) for p, (a, b) in zip(prompts, samples) if a != b]
+    gaps = {u.name: np.array([UserWorld(world, u).gold_reward(p, a)
+                              - UserWorld(world, u).gold_reward(p, b) for p, a, b in triples])
+            for u in (NEUTRAL, *USER_TYPES)}  # fmt: skip
+    concise, verbose = gaps["concise"], gaps["verbose"]
+    conflict = (np.sign(concise) != np.sign(verbose)) & (
+        np.minimum(np.abs(concise), np.abs(verbose)) > 0.05
+    )
+    chosen = [(p, a, b) for (p, a, b), keep in zip(triples, conflict) if keep]
+    return chosen, {name: g[conflict] for name, g in gaps.items()}
+
+
+def _accuracy_by_user_type(
+    scorers_for: Callable[[str], list[Scorer]], triples: list, gaps: dict[str, np.ndarray]
+) -> dict[str, float]:
+    prompts = [p for p, _, _ in triples]
+    result = {}
+    for user_type, gap in gaps.items():
+        accuracies = []
+        for scorer in scorers_for(user_type):
+            a = np.asarray(scorer(prompts, [a for _, a, _ in triples]))
+            b = np.asarray(scorer(prompts, [b for _, _, b in triples]))
+            accuracies.append(float(np.mean((a > b) == (gap > 0))))
+        result[user_type] = float(np.mean(accuracies))
+    return result
+
+
+def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -> dict:
+    started = time.perf_counter()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    world = ReviewWorld()
+    write_run_config(out, asdict(config))
+
+    console.rule("1/6 tiny model + SFT")
+    policy, _ = prepare_sft_policy(
+        world, config.corpus_size, config.model, replace(config.sft, seed=config.seed), out
+    )
+
+    console.rule("2/6 pairs labelled by a population of users")
+    prompts = world.prompts(config.label_prompts, config.seed + 1)
+    samples = policy.generate(prompts, num_samples=2, seed=config.seed + 2)
+    triples = [(p, a, b) for p, (a, b) in zip(prompts, samples)]
+    pairs = label_for_users(
+        world, triples, POPULATION, config.user_ids, config.temperature, config.seed + 3
+    )
+    console.print(f"{len(pairs)} pairs from {config.user_ids} users")
+    rm_config = replace(config.reward_model, seed=config.seed + 10)
+
+    console.rule("3/6 bt, ensemble, bt-robust")
+    bt = RewardModel.from_pretrained(out / "sft", seed=config.seed + 10)
+    train_reward_model(bt, pairs, rm_config, out / "bt", show_progress=False)
+    ensemble = train_ensemble(
+        out / "sft", pairs, replace(rm_config, seed=config.seed + 20), out / "ensemble",
+        config.ensemble_size,
+    )  # fmt: skip
+    mu, sigma = ensemble_strength(ensemble, pairs)
+    treated = robust_relabel(pairs, mu, sigma, config.robust)
+    treatments = {t: sum(c.metadata["treatment"] == t for c in treated)
+                  for t in ("flipped", "ambiguous", "strong")}  # fmt: skip
+    console.print(f"Secrets-II treatment: {treatments}")
+    robust = RewardModel.from_pretrained(out / "sft", seed=config.seed + 10)
+    train_reward_model(robust, treated, rm_config, out / "bt-robust", use_margin=True,
+                       use_strength=True, show_progress=False)  # fmt: skip
+
+    console.rule("4/6 VPL personalized reward model")
+    embed = backbone_embedder(policy)
+    data = PersonalizedPairs(pairs, embed)
+    vpl = VPLRewardModel(data.chosen.shape[1])
+    train_vpl(vpl, data, replace(config.vpl, seed=config.seed + 30), out / "vpl")
+    contexts = {uid: [c for c in pairs if c.annotator == uid][: config.vpl_context]
+                for uid in data.by_user}  # fmt: skip
+    user_type = {c.annotator: c.metadata["user_type"] for c in pairs}
+
+    def vpl_scorers(kind: str) -> list[Scorer]:
+        return [lambda p, r, s=personalized_scorer(vpl, embed, ctx): s(p, r).numpy()
+                for uid, ctx in contexts.items() if user_type[uid] == kind]  # fmt: skip
+
+    console.rule("5/6 DPO (implicit reward)")
+    dpo = Policy.from_pretrained(out / "sft")
+    train_preference(dpo, pairs, replace(config.dpo, seed=config.seed + 40), out / "dpo",
+                     beta=config.beta)  # fmt: skip
+
+    console.rule("6/6 eval-rm suite and per-user-type accuracy")
+    scorers: dict[str, Scorer] = {
+        "bt": reward_model_scorer(bt),
+        "bt-robust": reward_model_scorer(robust),
+        "ensemble": reward_model_scorer(ensemble),
+        "vpl": vpl_scorers(NEUTRAL.name)[0],
+        "dpo-implicit": implicit_reward_scorer(dpo, policy, config.beta),
+    }
+    suite = build_review_suite(
+        world, lambda ps, k: policy.generate(ps, num_samples=k, seed=config.seed + 50),
+        config.suite_prompts, config.seed + 51,
+    )  # fmt: skip
+    triples, gaps = _conflict_pairs(world, policy, config)
+    models = {}
+    for name, scorer in scorers.items():
+        models[name] = evaluate_rm_suite(scorer, suite)
+        per_type = vpl_scorers if name == "vpl" else (lambda _, s=scorer: [s])
+        models[name]["accuracy_by_user_type"] = _accuracy_by_user_type(per_type, triples, gaps)
+        m = models[name]
+        console.print(f"{name:>12}: acc {m['accuracy']:.3f} ood {m['accuracy_ood']:.3f} "
+                      f"1-to-many {m['one_to_many']:.3f} consistency {m['consistency']:.3f} "
+                      f"ece {m['ece']:.3f} by user {m['accuracy_by_user_type']}")  # fmt: skip
+    report = {
+        "world": world.name,
+        "seed": config.seed,
+        "pairs": len(pairs),
+        "conflict_pairs": len(triples),
+        "robust_treatment": treatments,
+        "models": models,
+        "seconds": time.perf_counter() - started,
+    }
+    write_json(out / "reward_models.json", report)
+    (out / "reward_models.md").write_text(reward_models_markdown(report))
+    console.print(f"wrote {out / 'reward_models.json'} in {report['seconds']:.0f} s")
+    return report
+
+
+def reward_models_markdown(report: dict) -> str:
+    """Table of every metric, and the explicit-vs-implicit OOD verdict from the numbers."""
+    models = report["models"]
+    types = list(next(iter(models.values()))["accuracy_by_user_type"])
+    header = ["model", "accuracy", "accuracy OOD", "one-to-many", "consistency", "ECE",
+              *(f"acc. {t} (conflict pairs)" for t in types)]  # fmt: skip
+    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for name, m in models.items():
+        cells = [name, *(f"{m[k]:.3f}" for k in ("accuracy", "accuracy_ood", "one_to_many",
+                                                  "consistency", "ece")),
+                 *(f"{m['accuracy_by_user_type'][t]:.3f}" for t in types)]  # fmt: skip
+        rows.append("| " + " | ".join(cells) + " |")
+    bt, dpo = models["bt"], models["dpo-implicit"]
+    drop_bt, drop_dpo = bt["accuracy"] - bt["accuracy_ood"], dpo["accuracy"] - dpo["accuracy_ood"]
+    better = bt["accuracy_ood"] > dpo["accuracy_ood"]
+    verdict = (
+        f"Explicit vs implicit: out of distribution the explicit BT RM scores "
+        f"{bt['accuracy_ood']:.3f} and the DPO implicit RM {dpo['accuracy_ood']:.3f}, so the "
+        f"explicit RM {'does' if better else 'does not'} generalize better on this world "
+        f"(in-distribution {bt['accuracy']:.3f} vs {dpo['accuracy']:.3f}; drop under shift "
+        f"{drop_bt:+.3f} vs {drop_dpo:+.3f})."
+    )
+    return (
+        f"# Reward models on the {report['world']} world (seed {report['seed']})\n\n"
+        f"{report['pairs']} training pairs labelled by neutral, concise and verbose users; "
+        f"accuracy is against the gold (neutral) order; per-user-type accuracy is on "
+        f"{report['conflict_pairs']} held-out pairs where concise and verbose users disagree. "
+        f"Secrets-II treatment: {report['robust_treatment']}.\n\n"
+        + "\n".join(rows)
+        + f"\n\n{verdict}\n"
+    )
