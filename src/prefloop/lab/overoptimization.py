@@ -148,8 +148,7 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
         )
 
         console.rule(f"4/4 best-of-n, label noise {noise:.0%}")
-        ensemble.normalize_on(prompts, responses)
-        scores = ensemble.member_scores(prompts, responses)  # [K, prompts * samples]
+        scores = ensemble.normalize_on(prompts, responses)  # [K, prompts * samples]
         members = [best_of_n_curve(s.numpy().reshape(shape), gold, config.ns()) for s in scores]
         curves = {"single": _average_curves(members)}
         for method in COMBINE_METHODS:

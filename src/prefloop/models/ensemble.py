@@ -39,11 +39,15 @@ class RewardEnsemble:
         """Unnormalised rewards of every member, [K, B]."""
         return torch.stack([m.score(prompts, responses) for m in self.members])
 
-    def normalize_on(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> None:
-        """Standardise each member to mean 0, std 1 on these (reference) responses."""
+    def normalize_on(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
+        """Standardise each member to mean 0, std 1 on these (reference) responses.
+
+        Returns the standardised [K, B] scores of the reference set (scored once).
+        """
         raw = self.raw_scores(prompts, responses)
         self.offsets = raw.mean(dim=1)
         self.scales = raw.std(dim=1).clamp_min(1e-6)
+        return self.standardize(raw)
 
     def standardize(self, raw: torch.Tensor) -> torch.Tensor:
         """Apply the stored per-member normalisation to raw [K, B] scores."""
