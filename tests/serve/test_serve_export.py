@@ -182,3 +182,25 @@ def test_cli_import_and_export_files(tmp_path, sqlite_url, engine, client, serve
     assert all(isinstance(r, Comparison) and rank(r.chosen) < rank(r.rejected) for r in loaded)
     assert loaded[0].metadata["annotator_id"] == s.annotators[0]["id"]
     assert client.get(s.url("/export"), headers=bearer(server_token)).status_code == 200
+
+
+def test_main_cli_imports_items_and_exports_judgments(client, server_token, sqlite_url, tmp_path):
+    from typer.testing import CliRunner
+
+    from prefloop.cli import app
+
+    s = make_setup(client, server_token, n_annotators=1)
+    items = tmp_path / "items.jsonl"
+    items.write_text(json.dumps({"prompt": "q", "responses": ["good", "bad"]}) + "\n")
+    project = str(s.project["id"])
+    runner = CliRunner()
+    imported = runner.invoke(app, ["feedback-import", str(items), "--project", project,
+                                   "--db", sqlite_url])  # fmt: skip
+    assert imported.exit_code == 0 and "1 new items" in imported.output
+    judge_all(s, lambda texts: {"choice": "left" if texts[0] == "good" else "right"})
+    out = tmp_path / "trl.jsonl"
+    exported = runner.invoke(app, ["feedback-export", "--project", project, "--out", str(out),
+                                   "--db", sqlite_url, "--form", "trl-explicit"])  # fmt: skip
+    assert exported.exit_code == 0 and "1 rows written" in exported.output
+    [row] = [json.loads(line) for line in out.read_text().splitlines()]
+    assert (row["prompt"], row["chosen"], row["rejected"]) == ("q", "good", "bad")
