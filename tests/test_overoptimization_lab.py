@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from prefloop.lab.overoptimization import (
+    _average_curves,
     _summarize,
     overoptimization_markdown,
     plot_overoptimization,
@@ -80,3 +81,10 @@ def test_report_files(tmp_path):
     assert "The single RM over-optimizes: gold peaks at n=2" in text
     assert "- wco: gold at n=4 is +0.250 vs single" in text
     json.dumps(report)
+
+
+def test_single_curve_is_the_pointwise_mean_of_members():
+    mean = _average_curves([_curve([0.0, 1.0], [2.0, 4.0]), _curve([1.0, 2.0], [0.0, 0.0])])
+    assert mean == [{"n": 1, "kl": 0.0, "proxy": 1.0, "gold": 0.5},
+                    {"n": 2, "kl": 1.0, "proxy": 2.0, "gold": 1.5}]  # fmt: skip
+    assert isinstance(mean[1]["n"], int)

@@ -96,8 +96,10 @@ def _summarize(curve: list[dict], tolerance: float = 0.02) -> dict:
 
 
 def _average_curves(curves: list[list[dict]]) -> list[dict]:
+    """Point-wise mean of curves that share their n (and hence KL) values."""
     return [
         {key: float(np.mean([c[i][key] for c in curves])) for key in curves[0][i]}
+        | {"n": curves[0][i]["n"]}
         for i in range(len(curves[0]))
     ]
 
