@@ -58,25 +58,33 @@ def test_reward_model_orders_heldout_pairs_well_above_chance(demo_runs, seed):
     assert report["reward_model"]["gold_spearman"] > 0.2
 
 
-def test_best_of_n_over_optimizes_a_proxy_trained_on_few_labels(demo_runs, world, tmp_path):
-    """Selecting ever harder on a proxy RM from 300 labels lowers the gold reward."""
+def test_best_of_n_over_optimizes_most_proxies_trained_on_few_labels(demo_runs, world, tmp_path):
+    """Selecting ever harder on a proxy RM from 300 labels lowers the gold reward.
+
+    Measured on this world: proxies from label seeds 0 and 2 are over-optimized (gold falls by
+    about 0.2 from its peak by n = 256 while the proxy keeps rising), the one from seed 1 is not.
+    The test asks that most of the three are, the honest form of "can be over-optimized".
+    """
     _, out = demo_runs[0]
     policy = Policy.from_pretrained(out / "sft", device="cpu")
-    annotator = BradleyTerryAnnotator(world, temperature=0.5, seed=0)
-    pairs = label_policy_pairs(policy, world, annotator, world.prompts(300, seed=1), seed=1)
-    proxy_model = RewardModel.from_pretrained(out / "sft", device="cpu", seed=0)
-    config = TrainConfig(learning_rate=1e-3, batch_size=32, epochs=2, seed=0)
-    train_reward_model(proxy_model, pairs, config, tmp_path / "proxy", show_progress=False)
-
-    prompts, per_prompt = world.prompts(16, seed=99, split="test"), 256
+    prompts, per_prompt = world.prompts(32, seed=99, split="test"), 256
     samples = Samples.draw(policy, prompts, per_prompt, seed=5)
-    proxy = proxy_model.score(samples.prompts, samples.responses).numpy().reshape(16, per_prompt)
-    gold = gold_scores(world, samples.prompts, samples.responses).reshape(16, per_prompt)
-    curve = best_of_n_curve(proxy, gold, [2**k for k in range(9)])
-    golds = np.array([point["gold"] for point in curve])
-    proxies = np.array([point["proxy"] for point in curve])
-    peak = int(golds.argmax())
-    assert peak < len(curve) - 1  # the gold optimum is not at the strongest selection
-    assert golds[-1] < golds[peak] - 0.1  # gold has fallen from its peak ...
-    assert proxies[-1] > proxies[peak] + 0.05  # ... while the proxy kept rising
-    assert np.all(np.diff(proxies) > 0)
+    gold = gold_scores(world, samples.prompts, samples.responses).reshape(len(prompts), per_prompt)
+    over_optimized = 0
+    for seed in (0, 1, 2):
+        annotator = BradleyTerryAnnotator(world, temperature=0.5, seed=seed)
+        pairs = label_policy_pairs(policy, world, annotator, world.prompts(300, seed + 1), seed + 1)
+        proxy_model = RewardModel.from_pretrained(out / "sft", device="cpu", seed=seed)
+        config = TrainConfig(learning_rate=1e-3, batch_size=32, epochs=2, seed=seed)
+        train_reward_model(
+            proxy_model, pairs, config, tmp_path / f"proxy{seed}", show_progress=False
+        )
+        proxy = proxy_model.score(samples.prompts, samples.responses).numpy()
+        curve = best_of_n_curve(proxy.reshape(gold.shape), gold, [2**k for k in range(9)])
+        golds = np.array([point["gold"] for point in curve])
+        proxies = np.array([point["proxy"] for point in curve])
+        assert np.all(np.diff(proxies) > 0)  # selection always raises the proxy
+        peak = int(golds.argmax())
+        if golds[-1] < golds[peak] - 0.1 and proxies[-1] > proxies[peak] + 0.05:
+            over_optimized += 1
+    assert over_optimized >= 2
