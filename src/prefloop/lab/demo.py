@@ -42,7 +42,7 @@ class DemoConfig:
     annotator_temperature: float = 0.5
     label_flip_rate: float = 0.0
     reward_model: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=3e-3, batch_size=32, epochs=3)
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=6)
     )
     dpo: TrainConfig = field(
         default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=3)
