@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from prefloop.lab.common import BasePolicySetup
 from prefloop.lab.objectives import RUNS, ObjectivesLabConfig, run_lab
 from prefloop.models.factory import TinyModelSpec
 from prefloop.train.engine import TrainConfig
@@ -18,9 +19,11 @@ def test_tiny_lab_writes_the_comparison_and_dpo_beats_sft(tmp_path):
     runs = tuple(replace(r, betas=r.betas[1:2]) for r in RUNS if r.name in ("dpo", "simpo", "kto"))
     config = replace(
         ObjectivesLabConfig(),
-        corpus_size=600,
-        model=TinyModelSpec(hidden_size=32, intermediate_size=64),
-        sft=TrainConfig(learning_rate=1e-2, batch_size=64, epochs=4),
+        base=BasePolicySetup(
+            corpus_size=600,
+            model=TinyModelSpec(hidden_size=32, intermediate_size=64),
+            sft=TrainConfig(learning_rate=1e-2, batch_size=64, epochs=4),
+        ),
         pair_prompts=256,
         train=TrainConfig(learning_rate=3e-3, batch_size=32, epochs=3),
         eval_prompts=24,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from prefloop.models.factory import TinyModelSpec, build_tiny_model
@@ -11,15 +12,34 @@ from prefloop.train.sft import train_sft
 from prefloop.worlds.base import World
 
 
+@dataclass
+class BasePolicySetup:
+    """The start of every lab experiment: a tiny model SFT-trained on the world's corpus.
+
+    The defaults learn the review world's corpus in well under a minute on 2 CPU cores;
+    ``fast`` halves the corpus.
+    """
+
+    corpus_size: int = 4000
+    model: TinyModelSpec = field(default_factory=TinyModelSpec)
+    sft: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=8)
+    )
+
+    @classmethod
+    def fast(cls) -> BasePolicySetup:
+        return cls(corpus_size=2000)
+
+
 def prepare_sft_policy(
-    world: World, corpus_size: int, spec: TinyModelSpec, config: TrainConfig, out_dir: Path
+    world: World, setup: BasePolicySetup, out_dir: Path, seed: int
 ) -> tuple[Policy, TrainResult]:
     """Build a tiny model for ``world`` in ``out_dir/base`` and SFT it into ``out_dir/sft``."""
-    corpus = world.corpus(corpus_size, config.seed)
+    config = replace(setup.sft, seed=seed)
+    corpus = world.corpus(setup.corpus_size, seed)
     vocabulary_texts = [r for _, r in corpus] + world.prompt_pool("all")
-    policy = Policy.from_pretrained(
-        build_tiny_model(vocabulary_texts, out_dir / "base", spec, config.seed)
-    )
+    base_dir = build_tiny_model(vocabulary_texts, out_dir / "base", setup.model, seed)
+    policy = Policy.from_pretrained(base_dir)
     result = train_sft(policy, corpus, config, out_dir / "sft")
     policy.save_pretrained(out_dir / "sft")
     return policy, result

@@ -15,8 +15,7 @@ from prefloop.data.records import Comparison
 from prefloop.eval.policy import PolicyEvaluation, Samples, evaluate_policy
 from prefloop.eval.report import plot_policy_comparison, policy_table, write_json, write_run_config
 from prefloop.eval.reward_model import evaluate_reward_model
-from prefloop.lab.common import prepare_sft_policy
-from prefloop.models.factory import TinyModelSpec
+from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.models.policy import Policy
 from prefloop.models.reward import RewardModel
 from prefloop.train.engine import TrainConfig
@@ -32,11 +31,7 @@ class DemoConfig:
     """Every knob of the demo; ``fast()`` gives the reduced settings the tests use."""
 
     seed: int = 0
-    corpus_size: int = 4000
-    model: TinyModelSpec = field(default_factory=TinyModelSpec)
-    sft: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=8)
-    )
+    base: BasePolicySetup = field(default_factory=BasePolicySetup)
     pair_prompts: int = 2000
     heldout_fraction: float = 0.2
     annotator_temperature: float = 0.5
@@ -54,13 +49,14 @@ class DemoConfig:
     @classmethod
     def fast(cls, seed: int = 0) -> DemoConfig:
         base = cls()
-        return replace(base, seed=seed, corpus_size=2000, pair_prompts=1000, eval_prompts=48)
+        return replace(
+            base, seed=seed, base=BasePolicySetup.fast(), pair_prompts=1000, eval_prompts=48
+        )
 
     def seeded(self) -> DemoConfig:
         """The same settings with every trainer's seed derived from ``seed``."""
         return replace(
             self,
-            sft=replace(self.sft, seed=self.seed),
             reward_model=replace(self.reward_model, seed=self.seed + 1),
             dpo=replace(self.dpo, seed=self.seed + 2),
         )
@@ -82,9 +78,7 @@ def run_demo(config: DemoConfig, out_dir: str | Path, console: Console | None = 
     world = ReviewWorld()
 
     console.rule("1/5 tiny model + SFT on the base corpus")
-    sft_policy, sft_result = prepare_sft_policy(
-        world, config.corpus_size, config.model, config.sft, out_dir
-    )
+    sft_policy, sft_result = prepare_sft_policy(world, config.base, out_dir, config.seed)
 
     console.rule("2/5 sample response pairs and label them")
     annotator = BradleyTerryAnnotator(

@@ -23,9 +23,8 @@ from prefloop.data.pairs import comparisons_to_unpaired
 from prefloop.data.records import Comparison
 from prefloop.eval.policy import Samples, evaluate_policy
 from prefloop.eval.report import plt, write_json, write_run_config
-from prefloop.lab.common import prepare_sft_policy
+from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.lab.demo import label_policy_pairs
-from prefloop.models.factory import TinyModelSpec
 from prefloop.models.policy import Policy
 from prefloop.train.engine import TrainConfig
 from prefloop.train.preference import train_preference
@@ -97,11 +96,7 @@ class ObjectivesLabConfig:
     """Every knob of the objectives lab; ``fast()`` is the reduced run."""
 
     seed: int = 0
-    corpus_size: int = 4000
-    model: TinyModelSpec = field(default_factory=TinyModelSpec)
-    sft: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=8)
-    )
+    base: BasePolicySetup = field(default_factory=BasePolicySetup)
     pair_prompts: int = 2000
     annotator_temperature: float = 0.5
     train: TrainConfig = field(
@@ -120,8 +115,15 @@ class ObjectivesLabConfig:
     def fast(cls, seed: int = 0) -> ObjectivesLabConfig:
         """Half the data and evaluation; each sweep keeps its two larger betas."""
         runs = tuple(replace(r, betas=r.betas[1:]) for r in RUNS)
-        return replace(cls(), seed=seed, corpus_size=2000, pair_prompts=1000, eval_prompts=48,
-                       c3po_samples=8, runs=runs)  # fmt: skip
+        return replace(
+            cls(),
+            seed=seed,
+            base=BasePolicySetup.fast(),
+            pair_prompts=1000,
+            eval_prompts=48,
+            c3po_samples=8,
+            runs=runs,
+        )
 
 
 def _setting(beta: float, options: dict[str, Any]) -> str:
@@ -162,8 +164,7 @@ def run_lab(
     started = time.perf_counter()
 
     console.rule("tiny model + SFT")
-    sft_config = replace(config.sft, seed=config.seed)
-    sft_policy, _ = prepare_sft_policy(world, config.corpus_size, config.model, sft_config, out)
+    sft_policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
     annotator = BradleyTerryAnnotator(
         world, temperature=config.annotator_temperature, seed=config.seed, report_strength=True
     )

@@ -20,10 +20,9 @@ from rich.console import Console
 from prefloop.eval.best_of_n import best_of_n_curve
 from prefloop.eval.report import plt, write_json, write_run_config
 from prefloop.eval.reward_model import evaluate_reward_model
-from prefloop.lab.common import prepare_sft_policy
+from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.lab.demo import label_policy_pairs
 from prefloop.models.ensemble import train_ensemble
-from prefloop.models.factory import TinyModelSpec
 from prefloop.objectives.reward import COMBINE_METHODS, combine_rewards
 from prefloop.train.engine import TrainConfig
 from prefloop.worlds.annotators import BradleyTerryAnnotator
@@ -37,11 +36,7 @@ class OveroptimizationConfig:
     """Every knob of the experiment; ``fast()`` is the reduced run (< 15 min on 2 cores)."""
 
     seed: int = 0
-    corpus_size: int = 4000
-    model: TinyModelSpec = field(default_factory=TinyModelSpec)
-    sft: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=8)
-    )
+    base: BasePolicySetup = field(default_factory=BasePolicySetup)
     label_prompts: int = 600  # the label budget: one labelled pair per prompt
     heldout_prompts: int = 300
     annotator_temperature: float = 0.1
@@ -58,9 +53,13 @@ class OveroptimizationConfig:
     @classmethod
     def fast(cls, seed: int = 0) -> OveroptimizationConfig:
         return replace(
-            cls(seed=seed), corpus_size=2000, ensemble_size=3, bon_prompts=32, bon_samples=512,
+            cls(seed=seed),
+            base=BasePolicySetup.fast(),
+            ensemble_size=3,
+            bon_prompts=32,
+            bon_samples=512,
             max_n=256,
-        )  # fmt: skip
+        )
 
     def ns(self) -> list[int]:
         return [2**i for i in range(self.max_n.bit_length()) if 2**i <= self.max_n]
@@ -117,9 +116,7 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
     write_run_config(out, asdict(config))
 
     console.rule("1/4 tiny model + SFT")
-    policy, _ = prepare_sft_policy(
-        world, config.corpus_size, config.model, replace(config.sft, seed=config.seed), out
-    )
+    policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
 
     console.rule("2/4 best-of-n pool from the SFT policy on held-out prompts")
     prompts, responses, gold, lengths = _bon_pool(policy, world, config)

@@ -28,9 +28,8 @@ from prefloop.eval.rm_suite import (
     implicit_reward_scorer,
     reward_model_scorer,
 )
-from prefloop.lab.common import prepare_sft_policy
+from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.models.ensemble import train_ensemble
-from prefloop.models.factory import TinyModelSpec
 from prefloop.models.personalized import (
     PersonalizedPairs,
     VPLRewardModel,
@@ -56,11 +55,7 @@ class RewardModelsConfig:
     """Every knob of the comparison; ``fast()`` is the reduced run."""
 
     seed: int = 0
-    corpus_size: int = 4000
-    model: TinyModelSpec = field(default_factory=TinyModelSpec)
-    sft: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-2, batch_size=64, epochs=8)
-    )
+    base: BasePolicySetup = field(default_factory=BasePolicySetup)
     label_prompts: int = 2000
     user_ids: int = 24
     temperature: float = 0.25
@@ -82,8 +77,14 @@ class RewardModelsConfig:
 
     @classmethod
     def fast(cls, seed: int = 0) -> RewardModelsConfig:
-        return replace(cls(seed=seed), corpus_size=2000, label_prompts=1200, ensemble_size=3,
-                       suite_prompts=120, user_eval_prompts=240)  # fmt: skip
+        return replace(
+            cls(seed=seed),
+            base=BasePolicySetup.fast(),
+            label_prompts=1200,
+            ensemble_size=3,
+            suite_prompts=120,
+            user_eval_prompts=240,
+        )
 
 
 def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | None = None) -> dict:
@@ -130,9 +131,7 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
     write_run_config(out, asdict(config))
 
     console.rule("1/6 tiny model + SFT")
-    policy, _ = prepare_sft_policy(
-        world, config.corpus_size, config.model, replace(config.sft, seed=config.seed), out
-    )
+    policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
 
     console.rule("2/6 pairs labelled by a population of users")
     prompts = world.prompts(config.label_prompts, config.seed + 1)
