@@ -90,3 +90,20 @@ def test_batches_cover_each_epoch_once_and_reshuffle_between_epochs():
     second = [i for step in range(3, 6) for i in batch_indices(10, 4, step, seed=0)]
     assert sorted(first) == sorted(second) == list(range(10))
     assert first != second
+
+
+def test_resume_without_a_checkpoint_is_a_seeded_fresh_start(tmp_path):
+    def train(out, resume):
+        model = torch.nn.Linear(2, 1)
+        torch.nn.init.zeros_(model.weight), torch.nn.init.zeros_(model.bias)
+
+        def loss_fn(indices):  # draws from torch's RNG, as dropout would
+            noise = torch.randn(len(indices), 1)
+            return (model(torch.ones(len(indices), 2)) - noise).pow(2).mean(), {}
+
+        torch.manual_seed(len(str(out)))  # a different global RNG state for each run
+        cfg = TrainConfig(batch_size=2, max_steps=4, seed=3)
+        run_training(model, 8, loss_fn, cfg, out, lambda p: None, resume, show_progress=False)
+        return model.weight.detach().clone()
+
+    assert torch.equal(train(tmp_path / "plain", False), train(tmp_path / "empty-dir", True))

@@ -160,7 +160,7 @@ def run_training(
     if checkpoint is not None:
         step = _restore_checkpoint(checkpoint, model, optimizer, scheduler)
         _truncate_metrics(out_dir / "metrics.jsonl", step)
-    elif not resume:
+    else:  # a fresh start, also when --resume finds no checkpoint yet
         torch.manual_seed(config.seed)
         (out_dir / "metrics.jsonl").unlink(missing_ok=True)
     model.train()
