@@ -19,10 +19,10 @@ from rich.console import Console
 
 from prefloop.eval.best_of_n import best_of_n_curve
 from prefloop.eval.report import plt, write_json, write_run_config
-from prefloop.eval.reward_model import evaluate_reward_model
+from prefloop.eval.reward_model import pairwise_agreement
 from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.lab.demo import label_policy_pairs
-from prefloop.models.ensemble import train_ensemble
+from prefloop.models.ensemble import RewardEnsemble, train_ensemble
 from prefloop.objectives.reward import COMBINE_METHODS, combine_rewards
 from prefloop.train.engine import TrainConfig
 from prefloop.worlds.annotators import BradleyTerryAnnotator
@@ -37,12 +37,12 @@ class OveroptimizationConfig:
 
     seed: int = 0
     base: BasePolicySetup = field(default_factory=BasePolicySetup)
-    label_prompts: int = 600  # the label budget: one labelled pair per prompt
+    label_prompts: int = 300  # the label budget: one labelled pair per prompt
     heldout_prompts: int = 300
-    annotator_temperature: float = 0.1
+    annotator_temperature: float = 0.5
     label_noises: tuple[float, ...] = (0.0, 0.25)
     reward_model: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=3)
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=2)
     )
     ensemble_size: int = 5
     uwo_lambda: float = 0.5
@@ -103,6 +103,50 @@ def _average_curves(curves: list[list[dict]]) -> list[dict]:
     ]
 
 
+def _head_accuracies(ensemble: RewardEnsemble, world: ReviewWorld, heldout) -> list[float]:
+    """Each head's held-out accuracy against the gold order."""
+    prompts = [c.prompt for c in heldout]
+    chosen = ensemble.raw_scores(prompts, [c.chosen for c in heldout]).numpy()
+    rejected = ensemble.raw_scores(prompts, [c.rejected for c in heldout]).numpy()
+    gold_chosen = np.array([world.gold_reward(c.prompt, c.chosen) for c in heldout])
+    gold_rejected = np.array([world.gold_reward(c.prompt, c.rejected) for c in heldout])
+    return [pairwise_agreement(c, r, gold_chosen, gold_rejected) for c, r in zip(chosen, rejected)]
+
+
+def _proxy_ensemble(sft_dir, pairs, config, out, shared_backbone, world, heldout, pool) -> dict:
+    """Train K proxies (independent models, or heads on one backbone) and their BoN curves.
+
+    Shared heads get bootstrap pair weights: on one backbone, init alone barely separates them.
+    """
+    prompts, responses, gold = pool
+    started = time.perf_counter()
+    ensemble = train_ensemble(
+        sft_dir, pairs, replace(config.reward_model, seed=config.seed + 10), out,
+        config.ensemble_size, bootstrap=shared_backbone, shared_backbone=shared_backbone,
+    )  # fmt: skip
+    trained = time.perf_counter()
+    scores = ensemble.normalize_on(prompts, responses)  # [K, prompts * samples]
+    scored = time.perf_counter()
+    curves = {}
+    if not shared_backbone:
+        members = [best_of_n_curve(s.numpy().reshape(gold.shape), gold, config.ns())
+                   for s in scores]  # fmt: skip
+        curves["single"] = _average_curves(members)
+    for method in COMBINE_METHODS:
+        proxy = combine_rewards(scores, method, config.uwo_lambda).numpy().reshape(gold.shape)
+        curves[method] = best_of_n_curve(proxy, gold, config.ns())
+    result = {
+        "curves": curves,
+        "summary": {name: _summarize(curve) for name, curve in curves.items()},
+        "head_heldout_accuracy": _head_accuracies(ensemble, world, heldout),
+        "train_seconds": trained - started,
+        "score_seconds": scored - trained,
+    }
+    if not shared_backbone:
+        result["single_members"] = members
+    return result
+
+
 def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | None = None) -> dict:
     """Run the experiment into ``out``; writes overoptimization.json, .md and plots."""
     config = OveroptimizationConfig.fast(seed) if fast else OveroptimizationConfig(seed=seed)
@@ -115,10 +159,10 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
     world = ReviewWorld()
     write_run_config(out, asdict(config))
 
-    console.rule("1/4 tiny model + SFT")
+    console.rule("1/3 tiny model + SFT")
     policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
 
-    console.rule("2/4 best-of-n pool from the SFT policy on held-out prompts")
+    console.rule("2/3 best-of-n pool from the SFT policy on held-out prompts")
     prompts, responses, gold, lengths = _bon_pool(policy, world, config)
     shape = gold.shape
     oracle = best_of_n_curve(gold, gold, config.ns())
@@ -130,37 +174,29 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
     heldout = label_policy_pairs(policy, world, clean, heldout_prompts, config.seed + 4)
     settings = []
     for noise in config.label_noises:
-        console.rule(f"3/4 proxy reward models, label noise {noise:.0%}")
+        console.rule(f"3/3 proxy reward models and best-of-n, label noise {noise:.0%}")
         annotator = BradleyTerryAnnotator(
             world, config.annotator_temperature, flip_rate=noise, seed=config.seed + 5
         )
         pairs = label_policy_pairs(policy, world, annotator, label_prompts, config.seed + 6)
-        ensemble = train_ensemble(
-            out / "sft", pairs, replace(config.reward_model, seed=config.seed + 10),
-            out / f"rm-noise-{noise:g}", config.ensemble_size,
-        )  # fmt: skip
-        accuracies = [
-            evaluate_reward_model(m, world, heldout)["heldout_accuracy"] for m in ensemble.members
-        ]
-        console.print(
-            f"{len(pairs)} pairs; member held-out gold accuracy {np.round(accuracies, 3)}"
-        )
-
-        console.rule(f"4/4 best-of-n, label noise {noise:.0%}")
-        scores = ensemble.normalize_on(prompts, responses)  # [K, prompts * samples]
-        members = [best_of_n_curve(s.numpy().reshape(shape), gold, config.ns()) for s in scores]
-        curves = {"single": _average_curves(members)}
-        for method in COMBINE_METHODS:
-            proxy = combine_rewards(scores, method, config.uwo_lambda).numpy().reshape(shape)
-            curves[method] = best_of_n_curve(proxy, gold, config.ns())
+        pool = (prompts, responses, gold)
+        ensembles = {
+            kind: _proxy_ensemble(out / "sft", pairs, config, out / f"rm-noise-{noise:g}-{kind}",
+                                  kind == "shared_heads", world, heldout, pool)
+            for kind in ("independent", "shared_heads")
+        }  # fmt: skip
+        for kind, ensemble in ensembles.items():
+            console.print(
+                f"{kind}: head held-out gold accuracy "
+                f"{np.round(ensemble['head_heldout_accuracy'], 3)}; "
+                f"train {ensemble['train_seconds']:.0f} s, score {ensemble['score_seconds']:.0f} s"
+            )
         settings.append({
             "label_noise": noise,
             "pairs": len(pairs),
             "flipped": sum(c.metadata.get("flipped", False) for c in pairs),
-            "member_heldout_accuracy": accuracies,
-            "curves": curves,
-            "single_members": members,
-            "summary": {name: _summarize(curve) for name, curve in curves.items()},
+            **ensembles.pop("independent"),
+            **ensembles,
         })  # fmt: skip
         for name in SELECTORS:
             s = settings[-1]["summary"][name]
@@ -198,6 +234,10 @@ def plot_overoptimization(report: dict, path: Path) -> Path:
             kl = [p["kl"] for p in curve]
             row[0].plot(kl, [p["gold"] for p in curve], marker="o", ms=3, label=name)
             row[1].plot(kl, [p["proxy"] for p in curve], marker="o", ms=3, label=name)
+        for name, curve in setting.get("shared_heads", {}).get("curves", {}).items():
+            kl = [p["kl"] for p in curve]
+            row[0].plot(kl, [p["gold"] for p in curve], "--", lw=1, label=f"{name} (shared heads)")
+            row[1].plot(kl, [p["proxy"] for p in curve], "--", lw=1, label=f"{name} (shared heads)")
         oracle = report["gold_oracle"]
         row[0].plot([p["kl"] for p in oracle], [p["gold"] for p in oracle], "k:", label="gold BoN")
         noise = setting["label_noise"]
@@ -260,4 +300,42 @@ def overoptimization_markdown(report: dict) -> str:
                 f"drop from its own peak {s['gold_drop_from_peak']:.3f} vs "
                 f"{single['gold_drop_from_peak']:.3f} for single."
             )
+        if "shared_heads" in setting:
+            lines += ["", *_shared_heads_markdown(setting)]
     return "\n".join(lines) + "\n"
+
+
+def _shared_heads_markdown(setting: dict) -> list[str]:
+    """K independent models against K heads on one backbone: gold at the largest n per compute."""
+    kinds = {"independent": setting, "shared heads": setting["shared_heads"]}
+    lines = [
+        "K independent reward models vs K heads on one shared backbone (bootstrap pair weights):",
+        "",
+        "| ensemble | train s | score s | mean head accuracy | "
+        + " | ".join(f"{m} gold at max n (drop)" for m in COMBINE_METHODS)
+        + " |",
+        "|---|---|---|---|" + "---|" * len(COMBINE_METHODS),
+    ]
+    for name, kind in kinds.items():
+        summary = kind["summary"]
+        cells = [f"{summary[m]['final_gold']:.3f} ({summary[m]['gold_drop_from_peak']:.3f})"
+                 for m in COMBINE_METHODS]  # fmt: skip
+        lines.append(
+            f"| {name} | {kind['train_seconds']:.0f} | {kind['score_seconds']:.0f} | "
+            f"{np.mean(kind['head_heldout_accuracy']):.3f} | " + " | ".join(cells) + " |"
+        )
+    best = {name: max(kind["summary"][m]["final_gold"] for m in COMBINE_METHODS)
+            for name, kind in kinds.items()}  # fmt: skip
+    single = setting["summary"]["single"]["final_gold"]
+    cost = {name: kind["train_seconds"] + kind["score_seconds"] for name, kind in kinds.items()}
+    ratio = cost["independent"] / max(cost["shared heads"], 1e-9)
+    lines += [
+        "",
+        f"Best combiner's gold at the largest n: independent {best['independent']:.3f}, "
+        f"shared heads {best['shared heads']:.3f}, one RM {single:.3f}; independent members "
+        f"cost {ratio:.1f}x the seconds of shared heads (training + scoring). Gain over one RM "
+        f"per unit of shared-heads compute: independent "
+        f"{(best['independent'] - single) / ratio:+.3f}, shared heads "
+        f"{best['shared heads'] - single:+.3f}.",
+    ]
+    return lines

@@ -18,7 +18,11 @@ from prefloop.models.pretrained import PretrainedModel, TokenizedBatch, evaluati
 
 
 class RewardModel(PretrainedModel):
-    """r(x, y): one number per prompt-response pair; higher is better."""
+    """r(x, y): one number per prompt-response pair; higher is better.
+
+    With ``heads`` K > 1 the value head has K independently initialised outputs on the shared
+    backbone (an ensemble at the cost of one model); rewards are then [B, K].
+    """
 
     auto_class = AutoModelForSequenceClassification
 
@@ -33,16 +37,27 @@ class RewardModel(PretrainedModel):
         dtype: torch.dtype = torch.float32,
         device: str | None = None,
         seed: int = 0,
+        heads: int = 1,
     ) -> RewardModel:
-        """Load a saved reward model, or start one from a causal LM directory (new value head)."""
+        """Load a saved reward model, or start one from a causal LM directory (new value head).
+
+        ``heads`` must match a saved model's; a causal LM gets ``heads`` fresh outputs.
+        """
+        if heads < 1:
+            raise ValueError(f"a reward model needs at least one head, got heads={heads}")
         torch.manual_seed(seed)
-        return cls.load(path, dtype, device, num_labels=1)
+        return cls.load(path, dtype, device, num_labels=heads)
+
+    @property
+    def heads(self) -> int:
+        return self.model.config.num_labels
 
     def forward(self, batch: TokenizedBatch) -> torch.Tensor:
-        """Rewards for an encoded batch, with gradients; shape [B]."""
+        """Rewards for an encoded batch, with gradients; shape [B], or [B, K] with K heads."""
         batch = batch.to(self.device)
         out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
-        return out.logits.squeeze(-1).float()
+        logits = out.logits.float()
+        return logits.squeeze(-1) if self.heads == 1 else logits
 
     @torch.no_grad()
     def score(
