@@ -301,6 +301,7 @@ for _name, _module, _help in (
     ("objectives", "prefloop.lab.objectives", "Train every objective on one world and compare."),
     ("overoptimization", "prefloop.lab.overoptimization", "Best-of-n against proxy reward models."),
     ("reward-models", "prefloop.lab.reward_models", "Compare reward models, in and out of domain."),
+    ("teachers", "prefloop.lab.teachers", "Imperfect teachers vs the BT reward model."),
 ):
     _lab_command(_name, _module, "run_lab", _help)
 

@@ -1,11 +1,12 @@
-"""The reward-model comparison: one labelled data set, five reward models, one suite.
+"""The reward-model comparison: one labelled data set, six reward models, one suite.
 
 Pairs of SFT samples are labelled by a population of simulated users: half judge by the gold
 reward (``neutral``), a quarter are ``concise`` and a quarter ``verbose`` (conflicting tastes
 for length). On these same pairs we train a plain Bradley–Terry RM (``bt``), an ensemble of K
-seeds (``ensemble``, mean), BT with the Secrets-II treatment using that ensemble's strengths
+seeds (``ensemble``, mean), K heads on one shared backbone with bootstrap pair weights
+(``ensemble-heads``, mean), BT with the Secrets-II treatment using the seed ensemble's strengths
 (``bt-robust``), a VPL personalized RM (``vpl``) and a DPO policy whose implicit reward is the
-fifth model (``dpo-implicit``). All are scored by the ``eval-rm`` suite (gold = the neutral
+last model (``dpo-implicit``). All are scored by the ``eval-rm`` suite (gold = the neutral
 user) and on held-out pairs where the concise and verbose users disagree, per user type; VPL is
 conditioned on a few labelled pairs of the user in question (a neutral user for the suite).
 """
@@ -143,12 +144,16 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
     console.print(f"{len(pairs)} pairs from {config.user_ids} users")
     rm_config = replace(config.reward_model, seed=config.seed + 10)
 
-    console.rule("3/6 bt, ensemble, bt-robust")
+    console.rule("3/6 bt, ensemble, ensemble-heads, bt-robust")
     bt = RewardModel.from_pretrained(out / "sft", seed=config.seed + 10)
     train_reward_model(bt, pairs, rm_config, out / "bt", show_progress=False)
     ensemble = train_ensemble(
         out / "sft", pairs, replace(rm_config, seed=config.seed + 20), out / "ensemble",
         config.ensemble_size,
+    )  # fmt: skip
+    shared = train_ensemble(
+        out / "sft", pairs, replace(rm_config, seed=config.seed + 20), out / "ensemble-heads",
+        config.ensemble_size, bootstrap=True, shared_backbone=True,
     )  # fmt: skip
     mu, sigma = ensemble_strength(ensemble, pairs)
     treated = robust_relabel(pairs, mu, sigma, config.robust)
@@ -182,6 +187,7 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
         "bt": reward_model_scorer(bt),
         "bt-robust": reward_model_scorer(robust),
         "ensemble": reward_model_scorer(ensemble),
+        "ensemble-heads": reward_model_scorer(shared),
         "vpl": vpl_scorers(NEUTRAL.name)[0],
         "dpo-implicit": implicit_reward_scorer(dpo, policy, config.beta),
     }

@@ -1,34 +1,34 @@
-"""How imperfect teachers degrade a BT reward model, and how much the robust options recover.
+"""How imperfect teachers degrade the Bradley–Terry reward model; how much robust options recover.
 
 For each B-Pref knob alone (rationality, myopia, mistakes, skip and equal thresholds) a teacher
-labels a fixed query budget of corpus pairs of the review world; a Bradley–Terry head on
-bag-of-words features (``VPLRewardModel(personalized=False)``: cheap enough for dozens of fits
-on a CPU) is trained on the labels, plainly, with label smoothing, and with the Secrets-II
-treatment (strengths from a bootstrap ensemble of such heads). The score is held-out agreement
-with the gold order. Run with ``python -m prefloop.lab.teachers --out DIR``.
+labels a fixed query budget of SFT-sample pairs of the review world; the transformer BT reward
+model (value head on the SFT backbone) is trained on the labels plainly, with soft ties, with
+label smoothing, and with the Secrets-II treatment (strengths from a bootstrap ensemble of K
+heads on one shared backbone). The score is held-out agreement with the gold order. Regret-based
+labels are measured on the tabular world, where regret is exact (``lab/regret_labels.py``).
 """
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import replace
+import time
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from rich.console import Console
 
 from prefloop.data.records import Comparison
-from prefloop.eval.report import write_json
-from prefloop.models.ensemble import bootstrap_sample
-from prefloop.models.personalized import (
-    PersonalizedPairs,
-    VPLRewardModel,
-    bag_of_words_embedder,
-    train_vpl,
-)
-from prefloop.models.strength import RobustOptions, preference_strength, robust_relabel
+from prefloop.eval.report import write_json, write_run_config
+from prefloop.eval.reward_model import evaluate_reward_model
+from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
+from prefloop.lab.regret_labels import RegretLabelsConfig, run_regret_labels
+from prefloop.models.ensemble import train_ensemble
+from prefloop.models.reward import RewardModel
+from prefloop.models.strength import RobustOptions, ensemble_strength, robust_relabel
 from prefloop.train.engine import TrainConfig
-from prefloop.worlds.review_shifts import corpus_sampler, gold_pairs
+from prefloop.train.reward_model import train_reward_model
+from prefloop.worlds.review_shifts import gold_pairs
 from prefloop.worlds.reviews import ReviewWorld
 from prefloop.worlds.teachers import BPrefTeacher
 
@@ -40,104 +40,169 @@ KNOBS: dict[str, list[dict]] = {
     "skip_threshold": [{"skip_threshold": 0.5}],
     "equal_threshold": [{"equal_threshold": 0.5}],
 }
+LABEL_SMOOTHING = 0.05
 
 
-def _fit(pairs: list[Comparison], embed, config: TrainConfig, out: Path) -> VPLRewardModel:
-    torch.manual_seed(config.seed)
-    model = VPLRewardModel(len(embed([pairs[0].prompt], ["."])[0]), personalized=False)
-    train_vpl(model, PersonalizedPairs(pairs, embed), config, out)
-    return model
+@dataclass
+class TeacherKnobsConfig:
+    """Every knob of the experiment; ``fast()`` is the reduced run."""
+
+    seed: int = 0
+    base: BasePolicySetup = field(default_factory=BasePolicySetup)
+    budget: int = 1000  # queries per teacher; skipped pairs are spent too
+    heldout_prompts: int = 600
+    reward_model: TrainConfig = field(
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=4)
+    )
+    strength_heads: int = 4
+    robust: RobustOptions = field(default_factory=RobustOptions)
+    regret: RegretLabelsConfig = field(default_factory=RegretLabelsConfig)
+
+    @classmethod
+    def fast(cls, seed: int = 0) -> TeacherKnobsConfig:
+        return replace(
+            cls(seed=seed),
+            base=BasePolicySetup.fast(),
+            budget=600,
+            heldout_prompts=300,
+            regret=RegretLabelsConfig(pairs=600, seed=seed),
+        )
 
 
-def _scores(model: VPLRewardModel, embed, prompts, responses) -> torch.Tensor:
-    with torch.no_grad():
-        features = embed(prompts, responses)
-        return model.reward(features, torch.zeros(len(features), model.latent_dim))
+def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | None = None) -> dict:
+    """Run the experiment into ``out``; writes teacher_knobs.json and teacher_knobs.md."""
+    config = TeacherKnobsConfig.fast(seed) if fast else TeacherKnobsConfig(seed=seed)
+    return run_teacher_knobs(config, Path(out), console or Console())
 
 
-def _agreement(model, embed, heldout: list[Comparison]) -> float:
-    prompts = [c.prompt for c in heldout]
-    chosen = _scores(model, embed, prompts, [c.chosen for c in heldout])
-    rejected = _scores(model, embed, prompts, [c.rejected for c in heldout])
-    return float((chosen > rejected).float().mean())
+def _agreement(
+    sft_dir: Path, labels: list[Comparison], config: TrainConfig, out: Path, world, heldout,
+    **options,
+) -> float:  # fmt: skip
+    model = RewardModel.from_pretrained(sft_dir, seed=config.seed)
+    train_reward_model(model, labels, config, out, show_progress=False, **options)
+    return evaluate_reward_model(model, world, heldout)["heldout_accuracy"]
 
 
-def run_teacher_knobs(out: Path, seed: int = 0, budget: int = 800, members: int = 3) -> dict:
-    """Gold agreement per knob setting for plain, smoothed and Secrets-II BT; writes JSON/MD."""
-    torch.set_num_threads(1)
+def _secrets_ii(sft_dir, labels, config: TeacherKnobsConfig, out: Path):
+    """Labels after the Secrets-II treatment, with strengths from a K-head bootstrap ensemble."""
+    ensemble = train_ensemble(
+        sft_dir,
+        labels,
+        replace(config.reward_model, seed=config.seed + 7),
+        out,
+        config.strength_heads,
+        bootstrap=True,
+        shared_backbone=True,
+    )
+    return robust_relabel(labels, *ensemble_strength(ensemble, labels), config.robust)
+
+
+def run_teacher_knobs(config: TeacherKnobsConfig, out: Path, console: Console) -> dict:
+    started = time.perf_counter()
+    torch.set_num_threads(min(2, torch.get_num_threads()))
     world = ReviewWorld()
-    vocabulary = sorted({w for _, r in world.corpus(3000, seed) for w in r.split()})
-    embed = bag_of_words_embedder(vocabulary)
-    sample = corpus_sampler(world, seed)
-    prompts = world.prompts(budget, seed + 1)
-    triples = [(p, a, b) for p, (a, b) in zip(prompts, sample(prompts, 2))]
-    test_prompts = world.prompts(1000, seed + 2, split="test")
-    heldout = gold_pairs(world, test_prompts, sample(test_prompts, 2), 0.1)
-    config = TrainConfig(learning_rate=1e-2, batch_size=64, epochs=10, seed=seed)
+    write_run_config(out, asdict(config))
+    console.rule("1/3 tiny model + SFT")
+    policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
+    sft_dir = out / "sft"
+    prompts = world.prompts(config.budget, config.seed + 1)
+    samples = policy.generate(prompts, num_samples=2, seed=config.seed + 2)
+    triples = [(p, a, b) for p, (a, b) in zip(prompts, samples)]
+    test_prompts = world.prompts(config.heldout_prompts, config.seed + 3, split="test")
+    heldout_samples = policy.generate(test_prompts, num_samples=2, seed=config.seed + 4)
+    heldout = gold_pairs(world, test_prompts, heldout_samples, 0.1)
+    rm = replace(config.reward_model, seed=config.seed + 10)
+
+    console.rule("2/3 B-Pref knobs on the review world")
     results = []
     for knob, settings in KNOBS.items():
         for setting in settings:
-            teacher = BPrefTeacher(world, seed=seed + 3, **setting)
+            teacher = BPrefTeacher(world, seed=config.seed + 5, **setting)
             labels, spent = teacher.label_pairs(triples)
-            row = {"knob": knob, "setting": setting, "queries": spent, "labels": len(labels)}
             run = out / f"{knob}-{len(results)}"
-            plain_labels = [replace(c, strength=None) if c.strength == 0.5 else c for c in labels]
-            row["plain"] = _agreement(_fit(plain_labels, embed, config, run / "plain"), embed,
-                                      heldout)  # fmt: skip
-            ties = any(c.strength == 0.5 for c in labels)
+            hard = [replace(c, strength=None) for c in labels]  # ties as hard labels, as given
+            row = {
+                "knob": knob,
+                "setting": setting,
+                "queries": spent,
+                "labels": len(labels),
+                "ties": sum(c.strength == 0.5 for c in labels),
+                "true_mistakes": sum(c.metadata.get("flipped", False) for c in labels),
+            }
+            row["plain"] = _agreement(sft_dir, hard, rm, run / "plain", world, heldout)
             row["soft_ties"] = (
-                _agreement(_fit(labels, embed, config, run / "soft"), embed, heldout)
-                if ties
+                _agreement(sft_dir, labels, rm, run / "soft", world, heldout, use_strength=True)
+                if row["ties"]
                 else row["plain"]
             )
-            smoothed = [replace(c, strength=0.9 * (c.strength or 1.0) + 0.05) for c in labels]
-            row["label_smoothing"] = _agreement(_fit(smoothed, embed, config, run / "ls"), embed,
-                                                heldout)  # fmt: skip
-            ensemble = [_fit(bootstrap_sample(labels, seed + k), embed,
-                             replace(config, seed=seed + k), run / f"m{k}")
-                        for k in range(members)]  # fmt: skip
-            p = [c.prompt for c in labels]
-            chosen = torch.stack([_scores(m, embed, p, [c.chosen for c in labels])
-                                  for m in ensemble])  # fmt: skip
-            rejected = torch.stack([_scores(m, embed, p, [c.rejected for c in labels])
-                                    for m in ensemble])  # fmt: skip
-            treated = robust_relabel(labels, *preference_strength(chosen, rejected),
-                                     RobustOptions())  # fmt: skip
-            row["secrets_ii"] = _agreement(_fit(treated, embed, config, run / "robust"), embed,
-                                           heldout)  # fmt: skip
+            row["label_smoothing"] = _agreement(sft_dir, hard, rm, run / "ls", world, heldout,
+                                                label_smoothing=LABEL_SMOOTHING)  # fmt: skip
+            treated = _secrets_ii(sft_dir, labels, config, run / "strength")
+            row["secrets_ii"] = _agreement(sft_dir, treated, rm, run / "robust", world, heldout,
+                                           use_margin=True, use_strength=True)  # fmt: skip
             row["flipped_by_treatment"] = sum(c.metadata["treatment"] == "flipped" for c in treated)
-            row["true_mistakes"] = sum(c.metadata.get("flipped", False) for c in labels)
             results.append(row)
-            print(row, flush=True)
-    report = {"budget": budget, "heldout_pairs": len(heldout), "results": results}
+            console.print(
+                f"{knob:>15} {setting}: {row['labels']} labels, plain {row['plain']:.3f}, "
+                f"soft ties {row['soft_ties']:.3f}, smoothing {row['label_smoothing']:.3f}, "
+                f"Secrets-II {row['secrets_ii']:.3f}"
+            )
+
+    console.rule("3/3 regret vs partial-return labels on the tabular world")
+    regret = run_regret_labels(config.regret)
+    for row in regret:
+        console.print(row)
+    report = {"world": world.name, "seed": config.seed, "budget": config.budget,
+              "heldout_pairs": len(heldout), "results": results, "regret_labels": regret,
+              "seconds": time.perf_counter() - started}  # fmt: skip
     write_json(out / "teacher_knobs.json", report)
     (out / "teacher_knobs.md").write_text(teacher_knobs_markdown(report))
+    console.print(f"wrote {out / 'teacher_knobs.json'} in {report['seconds']:.0f} s")
     return report
 
 
 def teacher_knobs_markdown(report: dict) -> str:
+    """Degradation per knob against the perfect teacher, and what the robust options recover."""
+    perfect = next(r["plain"] for r in report["results"] if r["knob"] == "perfect")
     lines = [
-        "# Teacher knobs vs. held-out gold agreement (bag-of-words BT head)",
+        f"# Imperfect teachers vs the BT reward model ({report['world']} world, seed "
+        f"{report['seed']})",
         "",
-        f"Budget {report['budget']} queries; {report['heldout_pairs']} held-out gold pairs.",
+        f"Budget {report['budget']} queries per teacher; held-out agreement with the gold order "
+        f"on {report['heldout_pairs']} pairs. A perfect teacher gives {perfect:.3f}.",
         "",
-        "| knob | setting | labels | plain | soft ties | label smoothing | Secrets-II |",
-        "|---|---|---|---|---|---|---|",
+        "| knob | setting | labels | ties | true mistakes | plain | vs perfect | soft ties | "
+        "label smoothing | Secrets-II | flipped by Secrets-II |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in report["results"]:
         lines.append(
-            f"| {r['knob']} | {r['setting']} | {r['labels']} | {r['plain']:.3f} | "
-            f"{r['soft_ties']:.3f} | {r['label_smoothing']:.3f} | {r['secrets_ii']:.3f} |"
+            f"| {r['knob']} | {r['setting']} | {r['labels']} | {r['ties']} | "
+            f"{r['true_mistakes']} | {r['plain']:.3f} | {r['plain'] - perfect:+.3f} | "
+            f"{r['soft_ties']:.3f} | {r['label_smoothing']:.3f} | {r['secrets_ii']:.3f} | "
+            f"{r['flipped_by_treatment']} |"
         )
+    imperfect = [r for r in report["results"] if r["knob"] != "perfect"]
+    gains = {name: np.mean([r[name] - r["plain"] for r in imperfect])
+             for name in ("soft_ties", "label_smoothing", "secrets_ii")}  # fmt: skip
     best = np.mean([max(r["soft_ties"], r["label_smoothing"], r["secrets_ii"]) - r["plain"]
-                    for r in report["results"]])  # fmt: skip
-    lines += ["", f"Mean gain of the best robust option over plain BT: {best:+.3f}."]
+                    for r in imperfect])  # fmt: skip
+    lines += [
+        "",
+        "Mean change over plain BT across the imperfect teachers: "
+        + ", ".join(f"{name} {gain:+.3f}" for name, gain in gains.items())
+        + f"; the best option per row (chosen after the fact, an upper bound) {best:+.3f}.",
+        "",
+        "## Regret vs partial-return labels (tabular grid world, partial-return BT learner)",
+        "",
+        "| teacher | pairs | agreement with partial return | agreement with regret | "
+        "planned return / optimal |",
+        "|---|---|---|---|---|",
+    ]
+    for r in report["regret_labels"]:
+        lines.append(
+            f"| {r['teacher']} | {r['pairs']} | {r['agreement_partial_return']:.3f} | "
+            f"{r['agreement_regret']:.3f} | {r['planned_return_share']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
-
-
-if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path, default=Path("lab-teachers"))
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    run_teacher_knobs(args.out, args.seed)
