@@ -85,3 +85,19 @@ def test_vpl_beats_single_bt_on_conflicting_users(tmp_path):
     assert bt["concise"] + bt["verbose"] == pytest.approx(1.0, abs=0.05), accuracy
     assert sum(vpl.values()) / 2 > sum(bt.values()) / 2 + 0.15, accuracy
     assert min(vpl.values()) > 0.6, accuracy
+
+
+@pytest.mark.parametrize("context_attention", [False, True])
+def test_user_posterior_ignores_the_order_of_the_context_pairs(context_attention):
+    torch.manual_seed(0)
+    model = VPLRewardModel(6, context_attention=context_attention)
+    chosen, rejected = torch.randn(2, 5, 6), torch.randn(2, 5, 6)
+    order = torch.tensor([3, 0, 4, 1, 2])
+    mu, logvar = model.posterior(chosen, rejected)
+    mu_perm, logvar_perm = model.posterior(chosen[:, order], rejected[:, order])
+    assert torch.allclose(mu, mu_perm, atol=1e-6) and torch.allclose(logvar, logvar_perm, atol=1e-6)
+    assert not torch.allclose(mu[0], mu[1])  # but it does depend on which pairs they are
+    if context_attention:  # the attention layer changes the posterior, not only its order
+        plain = VPLRewardModel(6)
+        plain.load_state_dict(model.state_dict(), strict=False)
+        assert not torch.allclose(plain.posterior(chosen, rejected)[0], mu)
