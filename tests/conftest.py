@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import transformers
+from rich.console import Console
 
 from prefloop.models.factory import TinyModelSpec, build_tiny_model
 from prefloop.worlds.reviews import ReviewWorld
@@ -25,3 +26,9 @@ def tiny_model_dir(tmp_path_factory, world):
     texts = [r for _, r in world.corpus(300, 0)] + world.prompt_pool("all")
     spec = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=2)
     return build_tiny_model(texts, tmp_path_factory.mktemp("tiny"), spec, seed=0)
+
+
+@pytest.fixture
+def console() -> Console:
+    """A rich console that prints nothing, for the labs' progress output."""
+    return Console(quiet=True)

@@ -52,7 +52,7 @@ class TeacherKnobsConfig:
     budget: int = 1000  # queries per teacher; skipped pairs are spent too
     heldout_prompts: int = 600
     reward_model: TrainConfig = field(
-        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=4)
+        default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=6)
     )
     strength_heads: int = 4
     robust: RobustOptions = field(default_factory=RobustOptions)

@@ -1,0 +1,86 @@
+"""Tiny end-to-end runs of the over-optimization, reward-models and teacher-knob labs: schema,
+files and the internal consistency of what they measure (not the sizes of the effects)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+
+import pytest
+
+from prefloop.eval.best_of_n import best_of_n_kl
+from prefloop.lab.common import BasePolicySetup
+from prefloop.lab.overoptimization import OveroptimizationConfig, run_overoptimization
+from prefloop.lab.regret_labels import RegretLabelsConfig
+from prefloop.lab.reward_models import RewardModelsConfig, run_reward_models
+from prefloop.lab.teachers import KNOBS, TeacherKnobsConfig, run_teacher_knobs
+from prefloop.models.factory import TinyModelSpec
+from prefloop.train.engine import TrainConfig
+
+pytestmark = pytest.mark.slow
+
+TINY_BASE = BasePolicySetup(
+    corpus_size=400,
+    model=TinyModelSpec(hidden_size=32, intermediate_size=64),
+    sft=TrainConfig(learning_rate=1e-2, batch_size=64, epochs=3),
+)
+TINY_RM = TrainConfig(learning_rate=1e-3, batch_size=16, epochs=1)
+
+
+def test_overoptimization_lab_writes_curves_for_every_selector(tmp_path, console):
+    config = replace(OveroptimizationConfig(), base=TINY_BASE, label_prompts=40,
+                     heldout_prompts=20, reward_model=TINY_RM, ensemble_size=2, bon_prompts=3,
+                     bon_samples=16, max_n=8)  # fmt: skip
+    run_overoptimization(config, tmp_path, console)
+    report = json.loads((tmp_path / "overoptimization.json").read_text())
+    assert [s["label_noise"] for s in report["settings"]] == [0.0, 0.25]
+    for setting in report["settings"]:
+        assert set(setting["curves"]) == {"single", "mean", "wco", "uwo"}
+        assert set(setting["shared_heads"]["curves"]) == {"mean", "wco", "uwo"}
+        assert len(setting["head_heldout_accuracy"]) == 2
+        assert len(setting["shared_heads"]["head_heldout_accuracy"]) == 2
+        for curve in setting["curves"].values():
+            assert [p["n"] for p in curve] == [1, 2, 4, 8]
+            assert [p["kl"] for p in curve] == pytest.approx(
+                [best_of_n_kl(n) for n in (1, 2, 4, 8)]
+            )
+        # n = 1 selects nothing: every selector's gold is the pool's mean gold
+        for curve in [*setting["curves"].values(), *setting["shared_heads"]["curves"].values()]:
+            assert curve[0]["gold"] == pytest.approx(report["pool"]["mean_gold"], abs=1e-9)
+    assert report["settings"][1]["flipped"] > 0 and report["settings"][0]["flipped"] == 0
+    text = (tmp_path / "overoptimization.md").read_text()
+    assert "K independent reward models vs K heads on one shared backbone" in text
+    assert (tmp_path / "overoptimization.png").stat().st_size > 0
+
+
+def test_reward_models_lab_evaluates_every_model(tmp_path, console):
+    config = replace(RewardModelsConfig(), base=TINY_BASE, label_prompts=120, user_ids=8,
+                     reward_model=TINY_RM, ensemble_size=2, dpo=TINY_RM,
+                     vpl=replace(TINY_RM, epochs=2), suite_prompts=16,
+                     user_eval_prompts=60)  # fmt: skip
+    run_reward_models(config, tmp_path, console)
+    report = json.loads((tmp_path / "reward_models.json").read_text())
+    names = {"bt", "bt-robust", "ensemble", "ensemble-heads", "vpl", "dpo-implicit"}
+    assert set(report["models"]) == names
+    for metrics in report["models"].values():
+        for key in ("accuracy", "accuracy_ood", "one_to_many", "consistency", "ece"):
+            assert 0.0 <= metrics[key] <= 1.0
+        assert set(metrics["accuracy_by_user_type"]) == {"neutral", "concise", "verbose"}
+    assert sum(report["robust_treatment"].values()) == report["pairs"]
+    assert "generalize better on this world" in (tmp_path / "reward_models.md").read_text()
+
+
+def test_teacher_knobs_lab_measures_every_knob(tmp_path, console):
+    config = replace(TeacherKnobsConfig(), base=TINY_BASE, budget=60, heldout_prompts=40,
+                     reward_model=TINY_RM, strength_heads=2,
+                     regret=RegretLabelsConfig(pairs=100, heldout_pairs=100, steps=50))  # fmt: skip
+    run_teacher_knobs(config, tmp_path, console)
+    report = json.loads((tmp_path / "teacher_knobs.json").read_text())
+    rows = report["results"]
+    assert [r["knob"] for r in rows] == [k for k, settings in KNOBS.items() for _ in settings]
+    by_knob = {r["knob"]: r for r in rows}
+    assert by_knob["skip_threshold"]["labels"] < by_knob["skip_threshold"]["queries"] == 60
+    assert by_knob["equal_threshold"]["ties"] > 0 and by_knob["perfect"]["ties"] == 0
+    assert by_knob["perfect"]["soft_ties"] == by_knob["perfect"]["plain"]  # no ties to soften
+    assert [r["teacher"] for r in report["regret_labels"]] == ["partial_return", "regret"]
+    assert "A perfect teacher gives" in (tmp_path / "teacher_knobs.md").read_text()
