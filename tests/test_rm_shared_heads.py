@@ -38,16 +38,18 @@ def test_heads_score_as_columns_and_differ_at_init(tiny_model_dir, pairs):
     assert torch.allclose(raw[:3], scores.T)
 
 
-def test_weighted_head_loss_matches_hand_computation(tiny_model_dir, pairs, tmp_path):
-    weights = torch.tensor([[float(i % 3), 1.0] for i in range(len(pairs))])
-    initial = RewardModel.from_pretrained(tiny_model_dir, device="cpu", seed=2, heads=2)
+@pytest.mark.parametrize("heads", [1, 2])
+def test_weighted_head_loss_matches_hand_computation(tiny_model_dir, pairs, tmp_path, heads):
+    weights = torch.tensor([[float(i % 3), 1.0][:heads] for i in range(len(pairs))])
+    initial = RewardModel.from_pretrained(tiny_model_dir, device="cpu", seed=2, heads=heads)
     prompts = [c.prompt for c in pairs]
     margin = initial.score(prompts, [c.chosen for c in pairs]) - initial.score(
         prompts, [c.rejected for c in pairs]
-    )  # [N, 2]
-    expected = (-torch.nn.functional.logsigmoid(margin) * weights).sum() / weights.sum()
+    )  # [N] or [N, 2]
+    losses = -torch.nn.functional.logsigmoid(margin).reshape(weights.shape)
+    expected = (losses * weights).sum() / weights.sum()
 
-    model = RewardModel.from_pretrained(tiny_model_dir, device="cpu", seed=2, heads=2)
+    model = RewardModel.from_pretrained(tiny_model_dir, device="cpu", seed=2, heads=heads)
     config = TrainConfig(batch_size=len(pairs), max_steps=1, log_every=1)
     train_reward_model(model, pairs, config, tmp_path, show_progress=False, head_weights=weights)
     assert _first_step_loss(tmp_path) == pytest.approx(expected.item(), rel=1e-5)

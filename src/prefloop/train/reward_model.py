@@ -71,7 +71,7 @@ def train_reward_model(
         if head_weights is None:
             loss = loss.mean()
         else:
-            weights = head_weights[list(indices)].to(loss.device)
+            weights = head_weights[list(indices)].to(loss.device).reshape(loss.shape)
             loss = (loss * weights).sum() / weights.sum().clamp_min(1.0)
         accuracy = (chosen > rejected).float().mean().item()
         return loss, {"accuracy": accuracy, "reward_gap": (chosen - rejected).mean().item()}
