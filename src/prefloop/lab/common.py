@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+import torch
+from rich.console import Console
+
+from prefloop.eval.report import write_run_config
 from prefloop.models.factory import TinyModelSpec, build_tiny_model
 from prefloop.models.policy import Policy
 from prefloop.train.engine import TrainConfig, TrainResult
 from prefloop.train.sft import train_sft
 from prefloop.worlds.base import World
+from prefloop.worlds.reviews import ReviewWorld
 
 
 @dataclass
@@ -43,3 +48,17 @@ def prepare_sft_policy(
     result = train_sft(policy, corpus, config, out_dir / "sft")
     policy.save_pretrained(out_dir / "sft")
     return policy, result
+
+
+def start_review_lab(config, out: Path, console: Console, step: str) -> tuple[ReviewWorld, Policy]:
+    """A review-world lab's first step: two threads, ``run_config.json``, the SFT policy.
+
+    ``config`` is the lab's dataclass (with ``base`` and ``seed``); ``step`` labels the
+    progress rule, e.g. "1/3".
+    """
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    world = ReviewWorld()
+    write_run_config(out, asdict(config))
+    console.rule(f"{step} tiny model + SFT")
+    policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
+    return world, policy

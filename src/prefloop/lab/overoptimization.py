@@ -10,17 +10,16 @@ reward per n with the unbiased best-of-n estimator and KL = log n − (n−1)/n.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from prefloop.eval.best_of_n import best_of_n_curve
-from prefloop.eval.report import plt, write_json, write_run_config
+from prefloop.eval.report import plt, write_json
 from prefloop.eval.reward_model import pairwise_agreement
-from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
+from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.lab.demo import label_policy_pairs
 from prefloop.models.ensemble import RewardEnsemble, train_ensemble
 from prefloop.objectives.reward import COMBINE_METHODS, combine_rewards
@@ -155,12 +154,7 @@ def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | Non
 
 def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Console) -> dict:
     started = time.perf_counter()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    world = ReviewWorld()
-    write_run_config(out, asdict(config))
-
-    console.rule("1/3 tiny model + SFT")
-    policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
+    world, policy = start_review_lab(config, out, console, "1/3")
 
     console.rule("2/3 best-of-n pool from the SFT policy on held-out prompts")
     prompts, responses, gold, lengths = _bon_pool(policy, world, config)

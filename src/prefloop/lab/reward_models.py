@@ -16,21 +16,20 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
-from prefloop.eval.report import write_json, write_run_config
+from prefloop.eval.report import write_json
 from prefloop.eval.rm_suite import (
     Scorer,
     evaluate_rm_suite,
     implicit_reward_scorer,
     reward_model_scorer,
 )
-from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
+from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.models.ensemble import train_ensemble
 from prefloop.models.personalized import (
     PersonalizedPairs,
@@ -128,12 +127,7 @@ def _accuracy_by_user_type(
 
 def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -> dict:
     started = time.perf_counter()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    world = ReviewWorld()
-    write_run_config(out, asdict(config))
-
-    console.rule("1/6 tiny model + SFT")
-    policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
+    world, policy = start_review_lab(config, out, console, "1/6")
 
     console.rule("2/6 pairs labelled by a population of users")
     prompts = world.prompts(config.label_prompts, config.seed + 1)

@@ -11,17 +11,16 @@ labels are measured on the tabular world, where regret is exact (``lab/regret_la
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
-import torch
 from rich.console import Console
 
 from prefloop.data.records import Comparison
-from prefloop.eval.report import write_json, write_run_config
+from prefloop.eval.report import write_json
 from prefloop.eval.reward_model import evaluate_reward_model
-from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
+from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.lab.regret_labels import RegretLabelsConfig, run_regret_labels
 from prefloop.models.ensemble import train_ensemble
 from prefloop.models.reward import RewardModel
@@ -29,7 +28,6 @@ from prefloop.models.strength import RobustOptions, ensemble_strength, robust_re
 from prefloop.train.engine import TrainConfig
 from prefloop.train.reward_model import train_reward_model
 from prefloop.worlds.review_shifts import gold_pairs
-from prefloop.worlds.reviews import ReviewWorld
 from prefloop.worlds.teachers import BPrefTeacher
 
 KNOBS: dict[str, list[dict]] = {
@@ -100,11 +98,7 @@ def _secrets_ii(sft_dir, labels, config: TeacherKnobsConfig, out: Path):
 
 def run_teacher_knobs(config: TeacherKnobsConfig, out: Path, console: Console) -> dict:
     started = time.perf_counter()
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    world = ReviewWorld()
-    write_run_config(out, asdict(config))
-    console.rule("1/3 tiny model + SFT")
-    policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
+    world, policy = start_review_lab(config, out, console, "1/3")
     sft_dir = out / "sft"
     prompts = world.prompts(config.budget, config.seed + 1)
     samples = policy.generate(prompts, num_samples=2, seed=config.seed + 2)
