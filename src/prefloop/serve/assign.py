@@ -1,7 +1,8 @@
 """Hand out items: at most R live or finished assignments per item, never twice to a judge.
 
 The bound is kept by a conditional ``UPDATE items SET claimed = claimed + 1 WHERE claimed < R``,
-which is atomic on both SQLite and PostgreSQL, and the (item, judge) unique constraint.
+which is atomic on both SQLite and PostgreSQL, and the (item, judge) unique constraint; no state
+lives in the process, so any number of server processes may hand out items at once.
 Which item comes next is decided by :mod:`prefloop.query` over candidate (item, pair)s.
 """
 
@@ -11,7 +12,7 @@ from datetime import datetime, timedelta
 from itertools import combinations
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import false, func, select, update
 from sqlalchemy.orm import Session
 
 from prefloop.query import fit_linear_utility, rank_candidates
@@ -42,19 +43,25 @@ def release(session: Session, assignment_id: int, item_id: int, status: str) -> 
         session.execute(
             update(Item)
             .where(Item.id == item_id)
-            .values(claimed=Item.claimed - 1)
+            .values(claimed=Item.claimed - 1, filled=False)
             .execution_options(synchronize_session=False)
         )
     return bool(closed)
 
 
-def claim(session: Session, item_id: int, redundancy: int) -> bool:
-    """Take one of the item's R slots, if one is free."""
+def claim(session: Session, item_id: int, redundancy: int, wait: bool = True) -> bool:
+    """Take one of the item's R slots, if one is free. ``wait=False`` gives up at once while
+    another transaction holds the item's row (PostgreSQL ``SKIP LOCKED``; SQLite has one writer
+    at a time, so nothing is ever held there)."""
+    if not wait:
+        free = select(Item.id).where(Item.id == item_id, Item.claimed < redundancy)
+        if session.scalar(free.with_for_update(skip_locked=True)) is None:
+            return False
     return bool(
         session.execute(
             update(Item)
             .where(Item.id == item_id, Item.claimed < redundancy)
-            .values(claimed=Item.claimed + 1)
+            .values(claimed=Item.claimed + 1, filled=Item.claimed + 1 >= redundancy)
             .execution_options(synchronize_session=False)
         ).rowcount
     )
@@ -96,7 +103,7 @@ def _pool(session: Session, project: Project, judge_id: int, *columns) -> list:
         select(Item.id, *columns)
         .where(
             Item.project_id == project.id,
-            Item.claimed < project.redundancy,
+            Item.filled == false(),
             Item.id.not_in(seen),
         )
         .order_by(Item.id)
@@ -172,9 +179,9 @@ def ranked(session: Session, project: Project, judge_id: int, rng: np.random.Gen
     ones after them in random order. Until ``warmup`` labels exist the order is uniform."""
     rule = project.rule
     if rule != "random":
-        labelled = session.scalar(
-            select(func.count()).select_from(Judgment).where(Judgment.project_id == project.id)
-        )
+        labels = select(Judgment.id).where(Judgment.project_id == project.id)
+        counted = labels.limit(project.warmup).subquery()  # no need to count past the warm-up
+        labelled = session.scalar(select(func.count()).select_from(counted))
         rule = rule if labelled >= project.warmup else "random"
     if rule == "disagreement":
         cands, context = _disagreement(session, project, judge_id)
@@ -187,6 +194,23 @@ def ranked(session: Session, project: Project, judge_id: int, rng: np.random.Gen
     scored = set(order)
     rest = [int(k) for k in rng.permutation(len(cands)) if k not in scored]
     return [cands[k] for k in [*order, *rest]]
+
+
+def _take_first(session: Session, project: Project, candidates: list) -> Candidate | None:
+    """Claim a slot of the best candidate item that has one (an item's first pair stands for it).
+
+    Items another request is claiming at this moment are passed over rather than waited for,
+    so concurrent requests (in any process) spread over the pool instead of queueing on one
+    row; they are waited for only when nothing else is free, so None still means none left.
+    """
+    first_pair: dict[int, Candidate] = {}
+    for item_id, pair in candidates:
+        first_pair.setdefault(item_id, (item_id, pair))
+    for wait in (False, True):
+        for item_id, candidate in first_pair.items():
+            if claim(session, item_id, project.redundancy, wait=wait):
+                return candidate
+    return None
 
 
 def next_assignment(
@@ -205,24 +229,22 @@ def next_assignment(
     if live is not None:
         return live
     expire_leases(session, project.id, now)
-    tried: set[int] = set()
-    for item_id, pair in ranked(session, project, judge_id, rng):
-        if item_id in tried or not claim(session, item_id, project.redundancy):
-            tried.add(item_id)
-            continue
-        k = len(session.get(Item, item_id).responses)
-        if project.task != "pairwise":
-            shown = list(range(k))
-        else:
-            shown = list(pair or rng.choice(k, size=2, replace=False))
-        assignment = Assignment(
-            project_id=project.id,
-            item_id=item_id,
-            judge_id=judge_id,
-            order=[int(i) for i in rng.permutation(shown)],
-            expires_at=now + LEASE,
-        )
-        session.add(assignment)
-        session.flush()
-        return assignment
-    return None
+    taken = _take_first(session, project, ranked(session, project, judge_id, rng))
+    if taken is None:
+        return None
+    item_id, pair = taken
+    k = len(session.get(Item, item_id).responses)
+    if project.task != "pairwise":
+        shown = list(range(k))
+    else:
+        shown = list(pair or rng.choice(k, size=2, replace=False))
+    assignment = Assignment(
+        project_id=project.id,
+        item_id=item_id,
+        judge_id=judge_id,
+        order=[int(i) for i in rng.permutation(shown)],
+        expires_at=now + LEASE,
+    )
+    session.add(assignment)
+    session.flush()
+    return assignment

@@ -11,15 +11,18 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
     UniqueConstraint,
     create_engine,
     event,
+    false,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -91,10 +94,15 @@ class Member(Base):
 
 
 class Item(Base):
-    """A prompt with 2..K responses. ``claimed`` counts live human assignments (bounded by R)."""
+    """A prompt with 2..K responses. ``claimed`` counts live or submitted human assignments
+    (bounded by R); ``filled`` is ``claimed >= R``, set in the same statement as ``claimed``
+    (R never changes), so that ``ix_items_open`` finds the open items in id order."""
 
     __tablename__ = "items"
-    __table_args__ = (UniqueConstraint("project_id", "external_id"),)
+    __table_args__ = (
+        UniqueConstraint("project_id", "external_id"),
+        Index("ix_items_open", "project_id", "filled", "id"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     external_id: Mapped[str | None] = mapped_column(String(200))
@@ -103,6 +111,7 @@ class Item(Base):
     rewards: Mapped[list[Any] | None] = mapped_column()
     item_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     claimed: Mapped[int] = mapped_column(Integer, default=0)
+    filled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -110,7 +119,10 @@ class Assignment(Base):
     """An item shown to one annotator: the displayed response order and what became of it."""
 
     __tablename__ = "assignments"
-    __table_args__ = (UniqueConstraint("item_id", "judge_id"),)
+    __table_args__ = (
+        UniqueConstraint("item_id", "judge_id"),
+        Index("ix_assignments_leases", "project_id", "status", "expires_at"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
     item_id: Mapped[int] = mapped_column(ForeignKey("items.id"))
