@@ -246,11 +246,14 @@ def serve(
     init: Annotated[
         bool, typer.Option(help="Create the database and print the admin token once.")
     ] = False,
+    workers: Annotated[
+        int, typer.Option(min=1, help="Worker processes on the port (>1: PostgreSQL only).")
+    ] = 1,
 ) -> None:
     """Run the feedback collection service (HTTP API + annotation page)."""
     from prefloop.serve.cli import serve_command
 
-    serve_command(db=db, host=host, port=port, init=init)
+    serve_command(db=db, host=host, port=port, init=init, workers=workers)
 
 
 @app.command("feedback-import")

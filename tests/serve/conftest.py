@@ -77,11 +77,11 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def live_server(tmp_path: Path):
-    """Factory: ``live_server(db_url, init=True)``; every server is stopped at the end."""
+    """Factory: ``live_server(db_url, init=True, workers=1)``; all are stopped at the end."""
     servers: list[LiveServer] = []
 
-    def start(db_url: str, init: bool = True) -> LiveServer:
-        server = LiveServer(db_url, tmp_path / "server.log").start(init)
+    def start(db_url: str, init: bool = True, workers: int = 1) -> LiveServer:
+        server = LiveServer(db_url, tmp_path / "server.log", workers).start(init)
         servers.append(server)
         return server
 

@@ -90,8 +90,8 @@ def free_port() -> int:
 class LiveServer:
     """``python -m prefloop.serve`` in a subprocess, as a user would run it."""
 
-    def __init__(self, db_url: str, log: Path) -> None:
-        self.db_url, self.log = db_url, log
+    def __init__(self, db_url: str, log: Path, workers: int = 1) -> None:
+        self.db_url, self.log, self.workers = db_url, log, workers
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -99,7 +99,8 @@ class LiveServer:
 
     def start(self, init: bool = False) -> LiveServer:
         args = [sys.executable, "-m", "prefloop.serve", "--db", self.db_url]
-        args += ["--port", str(self.port), *(["--init"] if init else [])]
+        args += ["--port", str(self.port), "--workers", str(self.workers)]
+        args += ["--init"] if init else []
         out = self.log.open("a")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=out, text=True)
         if init:

@@ -1,4 +1,4 @@
-"""``python -m prefloop.serve [--db URL] [--host H] [--port N] [--init]``."""
+"""``python -m prefloop.serve [--db URL] [--host H] [--port N] [--init] [--workers N]``."""
 
 import argparse
 
@@ -9,5 +9,6 @@ parser.add_argument("--db", default=DEFAULT_DB, help="sqlite:///file.db or postg
 parser.add_argument("--host", default="127.0.0.1")
 parser.add_argument("--port", type=int, default=8000)
 parser.add_argument("--init", action="store_true", help="create and print the admin token once")
+parser.add_argument("--workers", type=int, default=1, help="processes (>1: PostgreSQL only)")
 args = parser.parse_args()
-serve_command(db=args.db, host=args.host, port=args.port, init=args.init)
+serve_command(args.db, args.host, args.port, args.init, args.workers)

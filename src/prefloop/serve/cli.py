@@ -7,10 +7,12 @@ it once); ``import_command`` and ``export_command`` move items and judgments thr
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError, OperationalError
 
 from prefloop.data.io import load_records
 from prefloop.serve.audit import audit
@@ -25,9 +27,16 @@ DEFAULT_DB = "sqlite:///prefloop-feedback.db"
 
 
 def open_db(db: str) -> Engine:
-    """Engine for ``db`` with the schema migrated to the newest version."""
-    engine = make_engine(db)
-    upgrade(engine)
+    """Engine for ``db`` with the schema migrated to the newest version; a URL that does not
+    parse or a database that cannot be reached ends the program with a one-line reason."""
+    try:
+        engine = make_engine(db)
+    except (ArgumentError, ValueError) as err:
+        raise SystemExit(f"bad database URL: {err}") from None
+    try:
+        upgrade(engine)
+    except OperationalError as err:
+        raise SystemExit(f"cannot open the database: {err.orig}") from None
     return engine
 
 
@@ -43,20 +52,33 @@ def init_admin(engine: Engine) -> str | None:
 
 
 def serve_command(
-    db: str = DEFAULT_DB, host: str = "127.0.0.1", port: int = 8000, init: bool = False
+    db: str = DEFAULT_DB,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    init: bool = False,
+    workers: int = 1,
 ) -> None:
-    """Run the server on ``host:port`` against ``db`` (``sqlite:///path`` or ``postgresql://``)."""
+    """Run the server on ``host:port`` against ``db`` (``sqlite:///path`` or ``postgresql://``)
+    in ``workers`` processes sharing the port (more than one on PostgreSQL only).
+
+    Migrations and ``init`` run once, in this process, before any worker starts.
+    """
     import uvicorn
 
-    from prefloop.serve.app import create_app
+    from prefloop.serve.workers import APP_FACTORY, DB_ENV, check_workers
 
     engine = open_db(db)
+    check_workers(engine.dialect.name, workers)
     if init:
         token = init_admin(engine)
         if token is None:
             raise SystemExit("already initialised: a server admin token exists (none is reprinted)")
         print(f"server admin token (shown once, store it now): {token}", flush=True)
-    uvicorn.run(create_app(engine), host=host, port=port, log_level="warning")
+    engine.dispose()
+    os.environ[DB_ENV] = db
+    uvicorn.run(
+        APP_FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning"
+    )
 
 
 def _project(session, project_id: int) -> Project:
