@@ -87,6 +87,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def worker_pids(master: int) -> list[int]:
+    """The uvicorn worker processes of ``master`` (its spawned children, not its helpers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmdline = (entry / "cmdline").read_bytes()
+        except (OSError, ValueError, IndexError):
+            continue  # not a process, or it ended while we looked
+        if ppid == master and b"spawn_main" in cmdline:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 class LiveServer:
     """``python -m prefloop.serve`` in a subprocess, as a user would run it."""
 

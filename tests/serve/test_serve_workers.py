@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
-from serve_helpers import bearer
+from serve_helpers import bearer, worker_pids
 from sqlalchemy import create_engine, text
 from test_serve_load import all_judgments
 
@@ -39,20 +39,6 @@ def test_sqlite_refuses_more_than_one_worker(sqlite_url):
         "--workers > 1 needs PostgreSQL: SQLite lets one process write at a time, "
         "so more workers would only queue on its lock (serve SQLite with one worker)"
     ]
-
-
-def worker_pids(master: int) -> list[int]:
-    """The uvicorn worker processes of ``master`` (its spawned children, not its helpers)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (entry / "cmdline").read_bytes()
-        except (OSError, ValueError, IndexError):
-            continue  # not a process, or it ended while we looked
-        if ppid == master and b"spawn_main" in cmdline:
-            found.append(int(entry.name))
-    return sorted(found)
 
 
 def open_sockets(pid: int) -> int:
