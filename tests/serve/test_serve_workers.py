@@ -129,6 +129,9 @@ def test_four_workers_lose_one_and_lose_no_judgment(live_server, postgres_url):
     assert load.unexpected == []
     assert load.transport_errors > 0  # the kill cut connections the load then retried
     assert victim not in worker_pids(server.proc.pid)
+    while len(worker_pids(server.proc.pid)) < WORKERS:  # uvicorn starts a replacement
+        assert time.monotonic() < load.deadline, "the killed worker was not replaced"
+        time.sleep(0.1)
     assert all(load.done[t] == PER_ANNOTATOR for t in project.annotator_tokens)
     stored = {j["id"]: j for j in all_judgments(server.base, project)}
     assert len(stored) == len(load.acknowledged) == ANNOTATORS * PER_ANNOTATOR  # 0 lost
