@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -116,7 +117,9 @@ class LiveServer:
         args += ["--port", str(self.port), "--workers", str(self.workers)]
         args += ["--init"] if init else []
         out = self.log.open("a")
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=out, text=True)
+        self.proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True
+        )
         if init:
             line = self.proc.stdout.readline()
             match = re.search(r"(pfs_\S+)", line)
@@ -133,9 +136,9 @@ class LiveServer:
         raise TimeoutError("server did not come up")
 
     def kill(self) -> None:
-        """SIGKILL: no shutdown handlers run, as in a crash."""
+        """SIGKILL to the server and its workers: no shutdown handlers run, as in a crash."""
         if self.proc and self.proc.poll() is None:
-            self.proc.kill()
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait()
 
     def stop(self) -> None:
