@@ -1,13 +1,18 @@
-"""``next`` finds open items and stale leases by index (migration 0002), so its cost does not
-grow with the number of filled items and past assignments."""
+"""How ``next`` picks: open items and stale leases found by index (migration 0002), so its cost
+does not grow with filled items and past assignments; items being claimed passed over."""
 
 from __future__ import annotations
 
+import threading
+
+import numpy as np
 import pytest
 from serve_helpers import make_setup, pair_items
 from sqlalchemy import event, text
 
-from prefloop.serve.db import make_engine
+from prefloop.serve.assign import next_assignment
+from prefloop.serve.cli import open_db
+from prefloop.serve.db import Item, Judge, Project, make_engine, make_sessionmaker
 from prefloop.serve.migrate import upgrade
 
 PROJECT = (
@@ -59,3 +64,39 @@ def test_next_reads_open_items_and_leases_through_their_indexes(client, server_t
     stale = "ix_assignments_leases (project_id=? AND status=? AND expires_at<?)"
     assert any(stale in p for p in plans)
     assert not [p for p in plans if "SCAN items" in p or "SCAN assignments" in p]
+
+
+def test_next_passes_over_an_item_being_claimed_and_waits_only_when_none_is_free(postgres_url):
+    engine = open_db(postgres_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as s:
+        project = Project(name="p", task="pairwise", redundancy=1, rule="disagreement", warmup=0)
+        s.add(project)
+        s.flush()
+        disputed, calm = (
+            Item(project_id=project.id, prompt="q", responses=["a", "b"], rewards=rewards)
+            for rewards in ([[5, 0], [0, 5]], [[1, 0], [1, 0]])
+        )
+        a, b, c = (Judge(kind="human", name=name) for name in "abc")
+        s.add_all([disputed, calm, a, b, c])
+        s.commit()
+    rng = np.random.default_rng(0)
+    holder, other = sessions(), sessions()
+    other.execute(text("SET lock_timeout = '10s'"))  # a wrong wait fails instead of hanging
+    assert next_assignment(holder, project, a.id, rng).item_id == disputed.id  # row held
+    assert next_assignment(other, project, b.id, rng).item_id == calm.id  # passed over it
+    other.commit()
+    taken: list = []
+    waiter = threading.Thread(
+        target=lambda: taken.append(next_assignment(other, project, c.id, rng))
+    )
+    waiter.start()
+    waiter.join(0.5)
+    assert waiter.is_alive()  # nothing else is free: it waits rather than answer "none left"
+    holder.rollback()  # the request holding the item failed: its slot is free again
+    waiter.join(30)
+    assert [t.item_id for t in taken] == [disputed.id]
+    other.commit()
+    holder.close()
+    other.close()
+    engine.dispose()
