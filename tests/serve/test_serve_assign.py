@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from serve_helpers import make_setup, pair_items
 from sqlalchemy import event, text
+from sqlalchemy.exc import IntegrityError
 
 from prefloop.serve.assign import next_assignment
 from prefloop.serve.cli import open_db
@@ -24,6 +25,15 @@ ITEM = (
     "INSERT INTO items (id, project_id, prompt, responses, metadata, claimed, created_at) "
     "VALUES (:id, 1, '\"q\"', '[\"a\", \"b\"]', '{}', :claimed, '2026-01-01')"
 )
+JUDGE = (
+    "INSERT INTO judges (id, kind, name, model, prompt_version, created_at) "
+    "VALUES (:id, 'human', :name, '', '', '2026-01-01')"
+)
+ASSIGNMENT = (
+    "INSERT INTO assignments (id, project_id, item_id, judge_id, display_order, status, "
+    "created_at, expires_at) VALUES (:id, 1, :item, :judge, '[0, 1]', :status, "
+    "'2026-01-01', '2999-01-01')"
+)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -31,17 +41,25 @@ def db_url(request, sqlite_url):
     return sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
 
 
-def test_migration_0002_marks_the_items_already_filled(db_url):
+def test_migration_0002_frees_raced_leases_and_marks_filled_items(db_url):
     engine = make_engine(db_url)
     upgrade(engine, "0001")
-    with engine.begin() as conn:
+    with engine.begin() as conn:  # R = 2; annotator 1 holds two live leases (an old race)
         conn.execute(text(PROJECT))
         conn.execute(text(ITEM), [{"id": i, "claimed": c} for i, c in enumerate([0, 1, 2], 1)])
+        conn.execute(text(JUDGE), [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}])
+        leases = [(1, 2, 1, "assigned"), (2, 3, 1, "assigned"), (3, 3, 2, "submitted")]
+        conn.execute(
+            text(ASSIGNMENT),
+            [dict(zip(("id", "item", "judge", "status"), lease)) for lease in leases],
+        )
     upgrade(engine)
     with engine.connect() as conn:
-        filled = conn.execute(text("SELECT id, filled FROM items ORDER BY id")).all()
+        items = conn.execute(text("SELECT id, claimed, filled FROM items ORDER BY id")).all()
+        statuses = conn.execute(text("SELECT status FROM assignments ORDER BY id")).scalars()
+        assert list(statuses) == ["expired", "assigned", "submitted"]  # the newest lease stays
     engine.dispose()
-    assert [(i, bool(f)) for i, f in filled] == [(1, False), (2, False), (3, True)]
+    assert [(i, c, bool(f)) for i, c, f in items] == [(1, 0, False), (2, 0, False), (3, 2, True)]
 
 
 def test_next_reads_open_items_and_leases_through_their_indexes(client, server_token, engine):
@@ -99,4 +117,42 @@ def test_next_passes_over_an_item_being_claimed_and_waits_only_when_none_is_free
     other.commit()
     holder.close()
     other.close()
+    engine.dispose()
+
+
+def test_one_annotator_racing_itself_gets_one_lease(postgres_url):
+    """Two concurrent ``next`` of one annotator (a client retrying after a timeout, say): the
+    database refuses the second lease, and asking again returns the first."""
+    engine = open_db(postgres_url)
+    sessions = make_sessionmaker(engine)
+    with sessions() as s:
+        project = Project(name="p", task="pairwise", redundancy=2)
+        s.add(project)
+        s.flush()
+        s.add_all(Item(project_id=project.id, prompt="q", responses=["a", "b"]) for _ in range(2))
+        judge = Judge(kind="human", name="a")
+        s.add(judge)
+        s.commit()
+    rng = np.random.default_rng(0)
+    first, second = sessions(), sessions()
+    lease = next_assignment(first, project, judge.id, rng)  # not committed yet
+    raced: list[Exception] = []
+
+    def ask_again() -> None:
+        try:
+            next_assignment(second, project, judge.id, rng)  # another item: first's is locked
+        except IntegrityError as err:
+            raced.append(err)
+
+    racer = threading.Thread(target=ask_again)
+    racer.start()
+    racer.join(0.5)
+    assert racer.is_alive()  # its lease waits on the unique index for the first to finish
+    first.commit()
+    racer.join(30)
+    assert [type(e) for e in raced] == [IntegrityError]
+    second.rollback()  # what the endpoint does before trying again
+    assert next_assignment(second, project, judge.id, rng).id == lease.id
+    for session in (first, second):
+        session.close()
     engine.dispose()

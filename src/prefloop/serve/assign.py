@@ -85,6 +85,7 @@ def expire_leases(session: Session, project_id: int, now: datetime) -> None:
             Assignment.status == "assigned",
             Assignment.expires_at < now,
         )
+        .order_by(Assignment.id)  # one lock order for concurrent expirers: no deadlock
         .limit(100)
     ).all()
     for assignment_id, item_id in stale:

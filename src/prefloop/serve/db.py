@@ -22,7 +22,7 @@ from sqlalchemy import (
     UniqueConstraint,
     create_engine,
     event,
-    false,
+    text,
 )
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
@@ -111,7 +111,7 @@ class Item(Base):
     rewards: Mapped[list[Any] | None] = mapped_column()
     item_metadata: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
     claimed: Mapped[int] = mapped_column(Integer, default=0)
-    filled: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    filled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
@@ -122,6 +122,14 @@ class Assignment(Base):
     __table_args__ = (
         UniqueConstraint("item_id", "judge_id"),
         Index("ix_assignments_leases", "project_id", "status", "expires_at"),
+        Index(  # one live assignment per annotator and project, whatever the concurrency
+            "uq_assignments_live",
+            "project_id",
+            "judge_id",
+            unique=True,
+            sqlite_where=text("status = 'assigned'"),
+            postgresql_where=text("status = 'assigned'"),
+        ),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
