@@ -1,5 +1,6 @@
 """How ``next`` picks: open items and stale leases found by index (migration 0002), so its cost
-does not grow with filled items and past assignments; items being claimed passed over."""
+does not grow with filled items and past assignments; items being claimed are passed over; one
+live lease per annotator, however its requests race."""
 
 from __future__ import annotations
 
