@@ -5,16 +5,25 @@ live lease per annotator, however its requests race."""
 from __future__ import annotations
 
 import threading
+from collections import Counter
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
 from serve_helpers import make_setup, pair_items
-from sqlalchemy import event, text
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from prefloop.serve.assign import next_assignment
 from prefloop.serve.cli import open_db
-from prefloop.serve.db import Item, Judge, Project, make_engine, make_sessionmaker
+from prefloop.serve.db import (
+    Assignment,
+    Item,
+    Judge,
+    Project,
+    make_engine,
+    make_sessionmaker,
+)
 from prefloop.serve.migrate import upgrade
 
 PROJECT = (
@@ -157,3 +166,34 @@ def test_one_annotator_racing_itself_gets_one_lease(postgres_url):
     for session in (first, second):
         session.close()
     engine.dispose()
+
+
+def test_an_annotators_own_stale_lease_never_bars_its_next_one(engine):
+    """Expiry frees 100 stale leases per call, oldest first; the caller's own goes first, or a
+    backlog of older ones would keep it live (and the one-lease index would refuse a new one)."""
+    sessions = make_sessionmaker(engine)
+    past = datetime(2000, 1, 1, tzinfo=timezone.utc)
+    with sessions() as s:
+        project = Project(name="p", task="pairwise", redundancy=1)
+        s.add(project)
+        s.flush()
+        items = [Item(project_id=project.id, prompt="q", responses=["a", "b"]) for _ in range(103)]
+        judges = [Judge(kind="human", name=f"j{k}") for k in range(102)]
+        s.add_all(items + judges)
+        s.flush()
+        for item, judge in zip(items, judges):  # 102 stale leases; the caller's is the newest
+            lease = {"item_id": item.id, "judge_id": judge.id, "order": [0, 1]}
+            s.add(Assignment(project_id=project.id, expires_at=past, **lease))
+            item.claimed, item.filled = 1, True
+        s.commit()
+    caller = judges[-1]
+    with sessions() as s:
+        fresh = next_assignment(s, project, caller.id, np.random.default_rng(0))
+        s.commit()
+        statuses = Counter(s.scalars(select(Assignment.status)))
+        leases = s.scalars(select(Assignment.status).where(Assignment.judge_id == caller.id))
+        own = sorted(leases)
+    assert fresh is not None and fresh.judge_id == caller.id
+    assert own == ["assigned", "expired"]  # the new lease, and the stale one it replaces
+    # the caller's lease and the 100 oldest expired; the 101st oldest waits; the new one is live
+    assert statuses == {"expired": 101, "assigned": 2}

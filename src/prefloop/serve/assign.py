@@ -77,18 +77,24 @@ def settle(session: Session, assignment: Assignment, redundancy: int) -> bool:
     )
 
 
-def expire_leases(session: Session, project_id: int, now: datetime) -> None:
-    stale = session.execute(
+def expire_leases(
+    session: Session, project_id: int, now: datetime, judge_id: int | None = None
+) -> None:
+    """Expire up to 100 stale leases of the project (or of one judge), oldest first, freeing
+    their slots; leases another request is expiring at this moment are left to it."""
+    stale = (
         select(Assignment.id, Assignment.item_id)
         .where(
             Assignment.project_id == project_id,
             Assignment.status == "assigned",
             Assignment.expires_at < now,
         )
-        .order_by(Assignment.id)  # one lock order for concurrent expirers: no deadlock
+        .order_by(Assignment.id)
         .limit(100)
-    ).all()
-    for assignment_id, item_id in stale:
+    )
+    if judge_id is not None:
+        stale = stale.where(Assignment.judge_id == judge_id)
+    for assignment_id, item_id in session.execute(stale.with_for_update(skip_locked=True)).all():
         release(session, assignment_id, item_id, "expired")
 
 
@@ -229,6 +235,7 @@ def next_assignment(
     )
     if live is not None:
         return live
+    expire_leases(session, project.id, now, judge_id)  # its own first: it bars a new lease
     expire_leases(session, project.id, now)
     taken = _take_first(session, project, ranked(session, project, judge_id, rng))
     if taken is None:
