@@ -159,5 +159,5 @@ def add_ai_judgment(
     session.flush()
     out = judgment_out(judgment, "ai")
     session.commit()
-    announce(project, out)
+    announce(session, project, out)
     return out

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from prefloop.serve import api_annotate, api_items, api_people, api_projects, api_results
+from prefloop.serve.api_dashboard import router as dashboard_router
 from prefloop.serve.auth import Principal, principal
 from prefloop.serve.db import make_sessionmaker
 from prefloop.serve.labels import LabelError
@@ -36,6 +37,7 @@ def create_app(engine: Engine) -> FastAPI:
     app.state.sessions = make_sessionmaker(engine)
     for module in (api_projects, api_people, api_items, api_annotate, api_results):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(dashboard_router)  # the page and its endpoint carry their own paths
 
     @app.get("/api/v1/me", tags=["auth"])
     def me(who: Principal = Depends(principal)) -> dict:

@@ -6,7 +6,7 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from prefloop.serve import webhooks
+from prefloop.serve import deliveries, webhooks
 from prefloop.serve.auth import Principal, require_project_admin
 from prefloop.serve.db import Judge, Judgment, Project, as_utc
 from prefloop.serve.schemas import JudgmentOut, ProjectOut
@@ -60,8 +60,12 @@ def admin_project(session: Session, project_id: int, who: Principal) -> Project:
     return project
 
 
-def announce(project: Project, judgment: JudgmentOut) -> None:
-    """Send the project's signed ``judgment.created`` webhook, if it has one (after commit)."""
+def announce(session: Session, project: Project, judgment: JudgmentOut) -> None:
+    """Send the project's signed ``judgment.created`` webhook, if it has one (after commit);
+    its outcome goes to the audit log (:mod:`prefloop.serve.deliveries`)."""
     if project.webhook_url:
         data = judgment.model_dump(mode="json")
-        webhooks.send(project.webhook_url, project.webhook_secret, "judgment.created", data)
+        done = deliveries.recorder(session.get_bind(), project.id, judgment.id)
+        webhooks.send(
+            project.webhook_url, project.webhook_secret, "judgment.created", data, on_done=done
+        )

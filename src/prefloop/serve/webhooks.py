@@ -16,7 +16,9 @@ import logging
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -44,8 +46,20 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int =
     return any(hmac.compare_digest(expected, s) for s in headers["webhook-signature"].split())
 
 
-def _deliver(url: str, secret: str, event: str, data: dict[str, Any], attempts: int) -> None:
+@dataclass(frozen=True)
+class Delivery:
+    """How one message fared: its id, tries made, the last HTTP status or transport error."""
+
+    message_id: str
+    ok: bool
+    attempts: int
+    status: int | None = None
+    error: str | None = None
+
+
+def _deliver(url: str, secret: str, event: str, data: dict[str, Any], attempts: int) -> Delivery:
     message_id = f"msg_{uuid.uuid4().hex}"
+    status, error = None, None
     body = json.dumps({"type": event, "data": data}, default=str).encode()
     for attempt in range(attempts):
         timestamp = int(time.time())
@@ -56,15 +70,29 @@ def _deliver(url: str, secret: str, event: str, data: dict[str, Any], attempts: 
             "webhook-signature": sign(secret, message_id, timestamp, body),
         }
         try:
-            if httpx.post(url, content=body, headers=headers, timeout=10).is_success:
-                return
+            response = httpx.post(url, content=body, headers=headers, timeout=10)
+            status, error = response.status_code, None
+            if response.is_success:
+                return Delivery(message_id, True, attempt + 1, status)
         except httpx.HTTPError as err:
+            status, error = None, str(err) or type(err).__name__
             log.warning("webhook %s to %s failed: %s", message_id, url, err)
         if attempt + 1 < attempts:
             time.sleep(min(2**attempt, 30))
     log.error("webhook %s to %s gave up after %d attempts", message_id, url, attempts)
+    return Delivery(message_id, False, attempts, status, error)
 
 
-def send(url: str, secret: str, event: str, data: dict[str, Any], attempts: int = 3) -> None:
-    """Queue one signed delivery (retried with back-off, same message id every try)."""
-    _pool.submit(_deliver, url, secret, event, data, attempts)
+def send(
+    url: str,
+    secret: str,
+    event: str,
+    data: dict[str, Any],
+    attempts: int = 3,
+    on_done: Callable[[Delivery], None] | None = None,
+) -> None:
+    """Queue one signed delivery (retried with back-off, same message id every try);
+    ``on_done`` is called with its outcome on the delivery thread."""
+    future = _pool.submit(_deliver, url, secret, event, data, attempts)
+    if on_done is not None:
+        future.add_done_callback(lambda done: on_done(done.result()))
