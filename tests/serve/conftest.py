@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
 from serve_helpers import LiveServer, missing
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -25,6 +27,17 @@ from prefloop.serve.cli import init_admin, open_db
 from prefloop.serve.db import normalize_url
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -96,3 +109,25 @@ def chromium_paths() -> tuple[str, str]:
         if not shutil.which(path):
             missing(f"{path} not installed (run .ci/services.sh)")
     return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture
+def browser(chromium_paths, tmp_path):
+    """Headless Chromium driven by selenium, with a fresh profile."""
+    chromium, chromedriver = chromium_paths
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def artifacts(request, tmp_path) -> Path:
+    """Where a test saves screenshots: ``$PREFLOOP_TEST_ARTIFACTS/<test>`` or its tmp dir."""
+    root = os.environ.get("PREFLOOP_TEST_ARTIFACTS")
+    folder = Path(root) / request.node.name if root else tmp_path / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
