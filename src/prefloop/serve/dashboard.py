@@ -98,10 +98,14 @@ def _bars(counts: Counter, labels: dict) -> list[dict]:
     return [{"label": name, "value": counts[key]} for key, name in labels.items()]
 
 
-def _response_bars(picked: list[int], suffix: str = "") -> list[dict]:
-    """How often each stored response index was picked, for indices up to the largest seen."""
-    names = {i: f"response {i + 1}{suffix}" for i in range(max(picked, default=-1) + 1)}
-    return _bars(Counter(picked), names)
+def _shown(judgments: list[Judgment]) -> int:
+    """The most responses any of these judges was shown."""
+    return max((len(j.display_order or ()) for j in judgments), default=0)
+
+
+def _response_bars(picked: list[int], k: int, suffix: str = "") -> list[dict]:
+    """How often each of ``k`` stored response indices was picked."""
+    return _bars(Counter(picked), {i: f"response {i + 1}{suffix}" for i in range(k)})
 
 
 def label_distribution(project: Project, judgments: list[Judgment]) -> list[dict]:
@@ -120,8 +124,10 @@ def label_distribution(project: Project, judgments: list[Judgment]) -> list[dict
         scale = range(project.scale_min, project.scale_max + 1)
         return _bars(scores, {s: str(s) for s in scale})
     if project.task == "ranking":
-        return _response_bars([j.label["ranking"][0] for j in judgments], " best")
-    return _response_bars([j.label["target"] for j in judgments])
+        return _response_bars(
+            [j.label["ranking"][0] for j in judgments], _shown(judgments), " best"
+        )
+    return _response_bars([j.label["target"] for j in judgments], _shown(judgments))
 
 
 def _shown_pick(judgment: Judgment) -> int | None:
@@ -154,7 +160,7 @@ def position_bias(project: Project, judgments: list[Judgment]) -> dict:
     if project.task == "pairwise":
         names = {0: "left", 1: "right"}
     else:
-        names = {p: f"position {p + 1}" for p in range(max(picks, default=-1) + 1)}
+        names = {p: f"position {p + 1}" for p in range(_shown(judgments))}
     measure = {"pairwise": "picked", "ranking": "ranked best", "critique": "critiqued"}
     share = 1 / len(names) if names else None
     return {"measure": measure[project.task], "bars": _bars(picks, names), "expected_share": share}

@@ -1,32 +1,12 @@
-// prefloop annotation page: plain JavaScript, no external assets.
+// prefloop annotation page: plain JavaScript, no external assets (common.js, markdown.js first).
 // Text from the server is never parsed as HTML: markdown.js builds it into DOM nodes with
 // textContent, and the raw view sets it as textContent.
 "use strict";
 
-const api = "/api/v1";
 const state = {
   token: sessionStorage.getItem("prefloop-token") || "", project: null, current: null, ranking: [], raw: false,
 };
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, text = "") {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  if (text) node.textContent = text;
-  return node;
-}
-
-async function call(method, path, body) {
-  const response = await fetch(api + path, {
-    method,
-    headers: { Authorization: "Bearer " + state.token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (response.status === 204) return null;
-  const data = await response.json();
-  if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
-  return data;
-}
+const call = (method, path, body) => apiCall(state.token, method, path, body);
 
 function say(message) { $("status").textContent = message; }
 
