@@ -290,3 +290,57 @@ def test_markdown_xss_vectors_stay_text(browser, live_server, sqlite_url, raw):
     assert "<b onmouseover=alert(1)>user</b>" in shown
     assert browser.execute_script("return window.__pwned") is None
     assert not ec.alert_is_present()(browser)
+
+
+def nested_quotes(depth: int, innermost: dict) -> list[dict]:
+    tree = [innermost]
+    for _ in range(depth):
+        tree = [{"type": "quote", "children": tree}]
+    return tree
+
+
+LIMIT = 100_000  # the longest text the server accepts
+PATHOLOGICAL = [
+    ("[" * LIMIT, [p(t("[" * LIMIT))]),
+    ("[a](" * (LIMIT // 4), [p(t("[a](" * (LIMIT // 4)))]),
+    (("*a " * (LIMIT // 3)).strip(), [p(t(("*a " * (LIMIT // 3)).strip()))]),
+    (("_a " * (LIMIT // 3)).strip(), [p(t(("_a " * (LIMIT // 3)).strip()))]),
+    ("*" * LIMIT + "a", [p(t("*" * LIMIT + "a"))]),
+    (
+        "# a" + " " * LIMIT + "b #",
+        [{"type": "heading", "level": 1, "children": [t("a" + " " * LIMIT + "b")]}],
+    ),
+    (
+        "| a |\n|---" + " " * LIMIT + "x",
+        [p(t("| a |"), {"type": "break"}, t("|---" + " " * LIMIT + "x"))],
+    ),
+    ("`` " + "a" * LIMIT + "``", [p(code(" " + "a" * LIMIT))]),
+    ("```" + "a" * LIMIT + "`", [p(t("```" + "a" * LIMIT + "`"))]),
+    (">" * 3000 + " deep", nested_quotes(16, p(t(">" * (3000 - 16) + " deep")))),
+    ("*a " * 40 + "b" + "*" * 40, None),  # 40 nested openers: deeper than 16 levels stays text
+]
+
+
+def test_markdown_of_huge_or_deep_input_stays_text(browser, live_server, sqlite_url):
+    """Unmatched delimiters are scanned once, and nesting stops at 16 levels: no quadratic
+    scans, no stack overflow, and the text survives."""
+    server = live_server(sqlite_url)
+    open_page(browser, server)
+    results = browser.execute_script(
+        "return arguments[0].map((text) => {"
+        "  const tree = PrefloopMarkdown.parse(text);"
+        "  const box = document.createElement('div');"
+        "  box.append(PrefloopMarkdown.render(tree));"
+        "  return [tree, box.textContent];"
+        "})",
+        [src for src, _ in PATHOLOGICAL],
+    )
+    for (source, expected), (tree, _text) in zip(PATHOLOGICAL, results, strict=True):
+        if expected is not None:
+            assert tree == expected, source[:40]
+    deep_tree, deep_text = results[-1]
+    depth, node = 0, deep_tree[0]["children"][-1]
+    while node.get("type") in ("em", "strong"):
+        depth, node = depth + 1, node["children"][-1]
+    assert depth == 16
+    assert deep_text == "a " * 16 + "*a " * 24 + "b" + "*" * 24

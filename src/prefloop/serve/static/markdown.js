@@ -5,6 +5,10 @@
 // ever parsed as HTML: a tag in the text stays visible text. Links keep only http(s) and mailto
 // URLs; any other link is shown as the text it was written as.
 //
+// Every pattern is matched in time linear in the line: no regular expression here may
+// backtrack quadratically (a long line of spaces or dashes), and unmatched delimiters are
+// scanned once per text. Nesting deeper than MAX_NESTING is left as text.
+//
 // Blocks: paragraphs (each line break kept), ATX headings, fenced code (``` or ~~~), block
 // quotes, bullet and ordered lists (nested by indentation), GFM tables, rules.
 // Inline: code spans, *em*/_em_, **strong**/__strong__, ~~strike~~, [links](url), <url> and
@@ -13,22 +17,33 @@
 
 const PrefloopMarkdown = (() => {
   const FENCE = /^( {0,3})(`{3,}|~{3,})[ \t]*([^\s`]*)[^`]*$/;
-  const HEADING = /^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$/;
+  const HEADING = /^ {0,3}(#{1,6})(?:[ \t](.*))?$/;
   const RULE = /^ {0,3}([-*_])(?:[ \t]*\1){2,}[ \t]*$/;
   const QUOTE = /^ {0,3}> ?(.*)$/;
   const ITEM = /^( {0,3})([-*+]|\d{1,9}[.)])(?:([ \t]+)(.*))?$/;
-  const DELIMITER_ROW = /^ {0,3}\|?[ \t]*:?-+:?[ \t]*(?:\|[ \t]*:?-+:?[ \t]*)*\|?[ \t]*$/;
+  const DELIMITER_CELL = /^:?-+:?$/;
   const BLANK = /^[ \t]*$/;
   const SAFE_SCHEMES = ["http", "https", "mailto"];
   const PUNCTUATION = /[!-/:-@[-`{-~]/;
+  const MAX_NESTING = 16; // deeper quotes, lists and emphasis are shown as text
 
   // ---- blocks ----
 
   const indentOf = (line) => line.length - line.trimStart().length;
 
   function startsTable(lines, i) {
-    return lines[i].includes("|") && i + 1 < lines.length && DELIMITER_ROW.test(lines[i + 1])
-      && splitRow(lines[i]).length === splitRow(lines[i + 1]).length;
+    if (!lines[i].includes("|") || i + 1 >= lines.length || !lines[i + 1].includes("-")) return false;
+    const delimiters = splitRow(lines[i + 1]);
+    return delimiters.every((cell) => DELIMITER_CELL.test(cell))
+      && splitRow(lines[i]).length === delimiters.length;
+  }
+
+  // A heading's text without its optional closing run of #s.
+  function headingText(text) {
+    text = text.trim();
+    let end = text.length;
+    while (end > 0 && text[end - 1] === "#") end--;
+    return end === 0 || text[end - 1] === " " || text[end - 1] === "\t" ? text.slice(0, end).trimEnd() : text;
   }
 
   function startsBlock(lines, i) {
@@ -37,28 +52,30 @@ const PrefloopMarkdown = (() => {
       || ITEM.test(line) || startsTable(lines, i);
   }
 
-  function parseBlocks(lines) {
+  function parseBlocks(lines, depth = 0) {
     const blocks = [];
     let i = 0;
     while (i < lines.length) {
       if (BLANK.test(lines[i])) { i++; continue; }
-      const [block, next] = parseBlock(lines, i);
+      const [block, next] = parseBlock(lines, i, depth);
       blocks.push(block);
       i = next;
     }
     return blocks;
   }
 
-  function parseBlock(lines, i) {
+  function parseBlock(lines, i, depth) {
     const line = lines[i];
+    const nested = depth < MAX_NESTING;
     let m;
     if ((m = FENCE.exec(line))) return fencedCode(lines, i, m);
     if ((m = HEADING.exec(line))) {
-      return [{ type: "heading", level: m[1].length, children: parseInline(m[2] || "") }, i + 1];
+      const children = parseInline(headingText(m[2] || ""));
+      return [{ type: "heading", level: m[1].length, children }, i + 1];
     }
     if (RULE.test(line)) return [{ type: "rule" }, i + 1];
-    if (QUOTE.test(line)) return quote(lines, i);
-    if ((m = ITEM.exec(line))) return list(lines, i, m);
+    if (nested && QUOTE.test(line)) return quote(lines, i, depth);
+    if (nested && (m = ITEM.exec(line))) return list(lines, i, m, depth);
     if (startsTable(lines, i)) return table(lines, i);
     return paragraph(lines, i);
   }
@@ -75,18 +92,18 @@ const PrefloopMarkdown = (() => {
     return [{ type: "code", lang, text: body.join("\n") }, j + 1];
   }
 
-  function quote(lines, i) {
+  function quote(lines, i, depth) {
     const inner = [];
     let m;
     for (; i < lines.length && (m = QUOTE.exec(lines[i])); i++) inner.push(m[1]);
-    return [{ type: "quote", children: parseBlocks(inner) }, i];
+    return [{ type: "quote", children: parseBlocks(inner, depth + 1) }, i];
   }
 
   function markerKind(marker) {
     return /\d/.test(marker) ? marker.slice(-1) : marker;
   }
 
-  function list(lines, i, first) {
+  function list(lines, i, first, depth) {
     const kind = markerKind(first[2]);
     const ordered = kind === "." || kind === ")";
     const items = [];
@@ -111,7 +128,7 @@ const PrefloopMarkdown = (() => {
           i++;
         } else break;
       }
-      items.push(parseBlocks(body));
+      items.push(parseBlocks(body, depth + 1));
       let j = i;
       while (j < lines.length && BLANK.test(lines[j])) j++;
       if (j < lines.length && (m = ITEM.exec(lines[j])) && markerKind(m[2]) === kind) i = j;
@@ -174,53 +191,82 @@ const PrefloopMarkdown = (() => {
     return scheme && SAFE_SCHEMES.includes(scheme[1].toLowerCase()) ? url : null;
   }
 
-  // The end of the code span opened by the backtick run at i, or -1.
-  function codeSpanEnd(s, i) {
-    const n = runLength(s, i);
-    for (let j = s.indexOf("`", i + n); j !== -1; j = s.indexOf("`", j + runLength(s, j))) {
-      if (runLength(s, j) === n) return j;
+  // For every "[" the index of its matching "]" (backslash escapes respected).
+  function matchBrackets(s) {
+    const match = new Map(), open = [];
+    for (let j = 0; j < s.length; j++) {
+      if (s[j] === "\\") j++;
+      else if (s[j] === "[") open.push(j);
+      else if (s[j] === "]" && open.length) match.set(open.pop(), j);
     }
-    return -1;
+    return match;
+  }
+
+  // A search that failed from `from` fails from any later point too: remember it, so that a
+  // text full of unmatched delimiters is scanned once, not once per delimiter.
+  function cached(failed, key, from, search) {
+    if (from >= (failed[key] ?? Infinity)) return -1;
+    const found = search();
+    if (found === -1) failed[key] = from;
+    return found;
+  }
+
+  // The end of the code span opened by the backtick run at i, or -1.
+  function codeSpanEnd(ctx, i) {
+    const { s } = ctx, n = runLength(s, i);
+    return cached(ctx.failed, "`" + n, i, () => {
+      for (let j = s.indexOf("`", i + n); j !== -1; j = s.indexOf("`", j + runLength(s, j))) {
+        if (runLength(s, j) === n) return j;
+      }
+      return -1;
+    });
   }
 
   // Where the k delimiters closing an emphasis of `ch` opened before `from` start, or -1.
-  function closer(s, from, ch, k) {
-    for (let j = from; j < s.length; j++) {
-      if (s[j] === "\\") { j++; continue; }
-      if (s[j] === "`") {
-        const end = codeSpanEnd(s, j);
-        if (end !== -1) { j = end + runLength(s, end) - 1; continue; }
-        j += runLength(s, j) - 1;
-        continue;
+  function closer(ctx, from, ch, k) {
+    const { s } = ctx;
+    return cached(ctx.failed, ch + k, from, () => {
+      for (let j = from; j < s.length; j++) {
+        if (s[j] === "\\") { j++; continue; }
+        if (s[j] === "`") { // skip a code span, or an unmatched backtick run
+          const end = codeSpanEnd(ctx, j), last = end === -1 ? j : end;
+          j = last + runLength(s, last) - 1;
+          continue;
+        }
+        if (s[j] !== ch) continue;
+        const n = runLength(s, j);
+        if (n >= k && j > from && !isSpace(s[j - 1]) && !(ch === "_" && isWordChar(s[j + n]))) {
+          return j + n - k;
+        }
+        j += n - 1;
       }
-      if (s[j] !== ch) continue;
-      const n = runLength(s, j);
-      const after = s[j + n];
-      if (n >= k && j > from && !isSpace(s[j - 1]) && !(ch === "_" && isWordChar(after))) {
-        return j + n - k;
-      }
-      j += n - 1;
-    }
-    return -1;
+      return -1;
+    });
+  }
+
+  const DESTINATION = /\(\s*(?:<([^<>\n]*)>|((?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*))(?:\s+("[^"]*"|'[^']*'))?\s*\)/y;
+  const AUTOLINK = /<([a-z][a-z0-9+.-]*:[^\s<>]*)>/iy;
+  const BARE_URL = /https?:\/\/[^\s<>]*[^\s<>.,:;"')\]!?*_~]/y;
+
+  // `re` (sticky) matched at i, without copying the rest of the text.
+  function matchAt(re, s, i) {
+    re.lastIndex = i;
+    return re.exec(s);
   }
 
   // [label](destination "title") starting at i: {label, href, end} or null.
-  function linkAt(s, i) {
-    let depth = 0, j = i;
-    for (; j < s.length; j++) {
-      if (s[j] === "\\") j++;
-      else if (s[j] === "[") depth++;
-      else if (s[j] === "]" && --depth === 0) break;
-    }
-    if (j >= s.length || s[j + 1] !== "(") return null;
-    const m = /^\(\s*(?:<([^<>\n]*)>|((?:[^\s()\\]|\\.|\((?:[^\s()\\]|\\.)*\))*))(?:\s+("[^"]*"|'[^']*'))?\s*\)/
-      .exec(s.slice(j + 1));
+  function linkAt(ctx, i) {
+    const close = ctx.brackets.get(i);
+    if (close === undefined || ctx.s[close + 1] !== "(") return null;
+    const m = matchAt(DESTINATION, ctx.s, close + 1);
     if (!m) return null;
     const href = (m[1] ?? m[2]).replace(/\\(.)/g, "$1");
-    return { label: s.slice(i + 1, j), href, end: j + 1 + m[0].length };
+    return { label: ctx.s.slice(i + 1, close), href, end: close + 1 + m[0].length };
   }
 
-  function parseInline(s) {
+  function parseInline(s, depth = 0) {
+    const ctx = { s, brackets: matchBrackets(s), failed: {} };
+    const nested = depth < MAX_NESTING; // deeper emphasis and link labels stay text
     const out = [];
     let text = "";
     const flush = () => { if (text) out.push({ type: "text", text }); text = ""; };
@@ -231,51 +277,48 @@ const PrefloopMarkdown = (() => {
       if (ch === "\\" && PUNCTUATION.test(s[i + 1] || "")) { text += s[i + 1]; i += 2; continue; }
       if (ch === "\n") { push({ type: "break" }); i++; continue; }
       if (ch === "`") {
-        const n = runLength(s, i), end = codeSpanEnd(s, i);
+        const n = runLength(s, i), end = codeSpanEnd(ctx, i);
         if (end === -1) { text += s.slice(i, i + n); i += n; continue; }
         let code = s.slice(i + n, end).replace(/\n/g, " ");
-        if (/^ .*[^ ].* $/.test(code)) code = code.slice(1, -1);
+        if (code.startsWith(" ") && code.endsWith(" ") && code.trim()) code = code.slice(1, -1);
         push({ type: "code", text: code });
         i = end + n;
         continue;
       }
-      if (ch === "[" || (ch === "!" && s[i + 1] === "[")) {
+      if (nested && (ch === "[" || (ch === "!" && s[i + 1] === "["))) {
         const image = ch === "!";
-        const link = linkAt(s, image ? i + 1 : i);
+        const link = linkAt(ctx, image ? i + 1 : i);
         if (link) {
           const href = safeHref(link.href);
           if (href === null) text += s.slice(i, link.end);
           else if (image) push({ type: "link", href, children: [{ type: "text", text: `image: ${link.label}` }] });
-          else push({ type: "link", href, children: parseInline(link.label) });
+          else push({ type: "link", href, children: parseInline(link.label, depth + 1) });
           i = link.end;
           continue;
         }
       }
-      if (ch === "<") {
-        const m = /^<([a-z][a-z0-9+.-]*:[^\s<>]*)>/i.exec(s.slice(i));
-        if (m && safeHref(m[1])) {
-          push({ type: "link", href: m[1], children: [{ type: "text", text: m[1] }] });
-          i += m[0].length;
-          continue;
-        }
+      let m;
+      if (ch === "<" && (m = matchAt(AUTOLINK, s, i)) && safeHref(m[1])) {
+        push({ type: "link", href: m[1], children: [{ type: "text", text: m[1] }] });
+        i += m[0].length;
+        continue;
       }
-      if (ch === "h" && !isWordChar(s[i - 1])) {
-        const m = /^https?:\/\/[^\s<>]*[^\s<>.,:;"')\]!?*_~]/.exec(s.slice(i));
-        if (m) {
-          push({ type: "link", href: m[0], children: [{ type: "text", text: m[0] }] });
-          i += m[0].length;
-          continue;
-        }
+      if (ch === "h" && !isWordChar(s[i - 1]) && (m = matchAt(BARE_URL, s, i))) {
+        push({ type: "link", href: m[0], children: [{ type: "text", text: m[0] }] });
+        i += m[0].length;
+        continue;
       }
       if (ch === "*" || ch === "_" || ch === "~") {
         const n = runLength(s, i);
-        const opens = !isSpace(s[i + n]) && !(ch === "_" && isWordChar(s[i - 1]));
+        const opens = nested && !isSpace(s[i + n]) && !(ch === "_" && isWordChar(s[i - 1]));
         const sizes = ch === "~" ? (n >= 2 ? [2] : []) : [3, 2, 1].filter((k) => k <= n);
-        const k = opens ? sizes.find((size) => closer(s, i + n, ch, size) !== -1) : undefined;
-        if (k === undefined) { text += s.slice(i, i + n); i += n; continue; }
-        const end = closer(s, i + n, ch, k);
+        let k, end = -1;
+        for (const size of opens ? sizes : []) {
+          if ((end = closer(ctx, i + n, ch, size)) !== -1) { k = size; break; }
+        }
+        if (end === -1) { text += s.slice(i, i + n); i += n; continue; }
         text += ch.repeat(n - k);
-        const inner = parseInline(s.slice(i + n, end));
+        const inner = parseInline(s.slice(i + n, end), depth + 1);
         const type = ch === "~" ? "del" : k === 1 ? "em" : "strong";
         push({ type, children: k === 3 ? [{ type: "em", children: inner }] : inner });
         i = end + k;
