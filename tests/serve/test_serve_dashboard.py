@@ -7,19 +7,24 @@ import json
 import threading
 import time
 from collections import Counter
-from datetime import datetime
+from datetime import datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import httpx
 import pytest
 from dashboard_data import ALPHA, DISPUTED, KAPPA, judge_fixed_set
+from fastapi.testclient import TestClient
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.select import Select
 from selenium.webdriver.support.ui import WebDriverWait
-from serve_helpers import bearer, free_port, make_setup
+from serve_helpers import bearer, free_port, make_setup, pair_items
+from sqlalchemy import update
 
+from prefloop.serve.app import create_app
+from prefloop.serve.cli import init_admin, open_db
+from prefloop.serve.db import Assignment, utcnow
 from prefloop.serve.deliveries import recorder
 from prefloop.serve.webhooks import Delivery
 
@@ -44,6 +49,17 @@ def webhook_receiver():
     receiver.shutdown()
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request, sqlite_url):
+    """An in-process app on either database: (client, server token, engine)."""
+    url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    engine = open_db(url)
+    token = init_admin(engine)
+    with TestClient(create_app(engine)) as client:
+        yield client, token, engine
+    engine.dispose()
+
+
 def wait_for_deliveries(client, s, n: int) -> dict:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -54,7 +70,8 @@ def wait_for_deliveries(client, s, n: int) -> dict:
     raise TimeoutError(f"fewer than {n} webhook deliveries recorded")
 
 
-def test_dashboard_numbers_match_a_hand_computation(client, server_token, webhook_receiver):
+def test_dashboard_numbers_match_a_hand_computation(backend, webhook_receiver):
+    client, server_token, _engine = backend
     s, sides = judge_fixed_set(client, server_token, webhook_url=webhook_receiver)
     board = wait_for_deliveries(client, s, 14)  # 13 human judgments and one AI judgment
 
@@ -73,10 +90,11 @@ def test_dashboard_numbers_match_a_hand_computation(client, server_token, webhoo
         "ai_judgments": 1,
     }
     counts = {
-        a["annotator_id"]: (a["judgments"], a["skipped"], a["open"]) for a in board["annotators"]
+        a["annotator_id"]: (a["judgments"], a["skipped"], a["expired"], a["open"])
+        for a in board["annotators"]
     }
     ids = [a["id"] for a in s.annotators]
-    assert counts == {ids[0]: (5, 0, 0), ids[1]: (4, 1, 0), ids[2]: (4, 1, 0)}
+    assert counts == {ids[0]: (5, 0, 0, 0), ids[1]: (4, 1, 0, 0), ids[2]: (4, 1, 0, 0)}
     assert board["annotators"][0]["annotator_id"] == ids[0]  # most judgments first
 
     agreement = board["agreement"]
@@ -143,6 +161,21 @@ def test_dashboard_reports_failed_webhook_deliveries(client, server_token, engin
     )
 
 
+def test_dashboard_counts_open_and_expired_leases(backend):
+    client, server_token, engine = backend
+    s = make_setup(client, server_token, n_annotators=1, items=pair_items(2))
+    client.post(s.url("/next"), headers=s.ann()).raise_for_status()
+
+    def leases() -> tuple[int, int]:
+        (row,) = dashboard_of(client, s)["annotators"]
+        return row["open"], row["expired"]
+
+    assert leases() == (1, 0)
+    with engine.begin() as conn:  # the lease runs out; nobody has reclaimed it yet
+        conn.execute(update(Assignment).values(expires_at=utcnow() - timedelta(minutes=1)))
+    assert leases() == (0, 1)
+
+
 def test_dashboard_is_for_the_project_admin_only(client, server_token):
     s = make_setup(client, server_token, n_annotators=1)
     other = make_setup(client, server_token, n_annotators=0)
@@ -202,7 +235,12 @@ def test_dashboard_page_shows_the_api_numbers(
         ]
         expected = {a["annotator_id"]: a for a in api["annotators"]}
         assert shown == [
-            [a["name"], str(expected[a["id"]]["judgments"]), str(expected[a["id"]]["skipped"]), "0"]
+            [
+                a["name"],
+                *(str(expected[a["id"]][key]) for key in ("judgments", "skipped")),
+                "0",
+                "0",
+            ]
             for a in s.annotators
         ]
         assert [row[1] for row in shown] == ["5", "4", "4"]

@@ -15,7 +15,16 @@ from sqlalchemy.orm import Session
 
 from prefloop.serve.agreement import METRICS
 from prefloop.serve.agreement_units import judgments_by, pair_rows, project_agreement, project_units
-from prefloop.serve.db import Assignment, Item, Judge, Judgment, Member, Project, as_utc
+from prefloop.serve.db import (
+    Assignment,
+    Item,
+    Judge,
+    Judgment,
+    Member,
+    Project,
+    as_utc,
+    utcnow,
+)
 from prefloop.serve.deliveries import delivery_status
 
 HOURS_SHOWN = 168
@@ -49,32 +58,45 @@ def progress(session: Session, project: Project, judgments: list[Judgment]) -> d
     }
 
 
-def annotators(session: Session, project: Project) -> list[dict]:
-    """Every member (and former member with work here): judgments, skips, open assignments."""
+def annotators(session: Session, project: Project, judgments: list[Judgment]) -> list[dict]:
+    """Every member (and former member with work here): judgments, skips (skipped or
+    discarded), leases that expired unanswered, and open assignments."""
     statuses: dict[int, Counter] = defaultdict(Counter)
+    ours = Assignment.project_id == project.id
     for judge_id, status, n in session.execute(
         select(Assignment.judge_id, Assignment.status, func.count())
-        .where(Assignment.project_id == project.id)
+        .where(ours)
         .group_by(Assignment.judge_id, Assignment.status)
     ):
         statuses[judge_id][status] += n
+    live = dict(
+        session.execute(
+            select(Assignment.judge_id, func.count())
+            .where(ours, Assignment.status == "assigned", Assignment.expires_at > utcnow())
+            .group_by(Assignment.judge_id)
+        ).all()
+    )
+    made = Counter(j.judge_id for j in judgments)
     members = select(Member.judge_id).where(Member.project_id == project.id)
     judges = session.scalars(
         select(Judge).where(
             Judge.kind == "human", Judge.id.in_(members) | Judge.id.in_(list(statuses))
         )
     )
-    rows = [
-        {
-            "annotator_id": judge.id,
-            "name": judge.name,
-            "removed": judge.deleted_at is not None,
-            "judgments": statuses[judge.id]["submitted"],
-            "skipped": statuses[judge.id]["skipped"] + statuses[judge.id]["discarded"],
-            "open": statuses[judge.id]["assigned"],
-        }
-        for judge in judges
-    ]
+    rows = []
+    for judge in judges:
+        counts, open_now = statuses[judge.id], live.get(judge.id, 0)
+        rows.append(
+            {
+                "annotator_id": judge.id,
+                "name": judge.name,
+                "removed": judge.deleted_at is not None,
+                "judgments": made[judge.id],
+                "skipped": counts["skipped"] + counts["discarded"],
+                "expired": counts["expired"] + counts["assigned"] - open_now,
+                "open": open_now,
+            }
+        )
     return sorted(rows, key=lambda r: (-r["judgments"], r["name"]))
 
 
@@ -211,7 +233,7 @@ def project_dashboard(session: Session, project: Project) -> dict:
             "redundancy": project.redundancy,
         },
         "progress": progress(session, project, judgments),
-        "annotators": annotators(session, project),
+        "annotators": annotators(session, project, judgments),
         "per_hour": per_hour(judgments),
         "agreement": project_agreement(session, project, "human"),
         "labels": label_distribution(project, judgments),

@@ -117,7 +117,8 @@ function drawAnnotators(annotators) {
   body.replaceChildren();
   for (const a of annotators) {
     body.append(row([
-      [a.removed ? `${a.name} (removed)` : a.name], [a.judgments, "num"], [a.skipped, "num"], [a.open, "num"],
+      [a.removed ? `${a.name} (removed)` : a.name],
+      ...[a.judgments, a.skipped, a.expired, a.open].map((n) => [n, "num"]),
     ], { "data-annotator": a.annotator_id }));
   }
   if (!annotators.length) body.append(row([["no annotators yet"]]));
