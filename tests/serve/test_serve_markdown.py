@@ -112,6 +112,17 @@ GRAMMAR = [
             }
         ],
     ),
+    (  # every column parsed alike, however many
+        "|" + " *x* |" * 17 + "\n|" + "---|" * 17,
+        [
+            {
+                "type": "table",
+                "align": [None] * 17,
+                "head": [[span("em", t("x"))]] * 17,
+                "rows": [],
+            }
+        ],
+    ),
     ("a | b\n--- no table", [p(t("a | b"), {"type": "break"}, t("--- no table"))]),
     (
         "> quoted\n> **more**",

@@ -264,6 +264,9 @@ document.addEventListener("keydown", (event) => {
 
 $("login").addEventListener("click", signIn);
 $("signout").addEventListener("click", signOut);
-$("raw-toggle").addEventListener("click", toggleRaw);
+$("raw-toggle").addEventListener("click", (event) => {
+  toggleRaw();
+  event.currentTarget.blur(); // so that Enter goes on submitting instead of toggling again
+});
 $("token").addEventListener("keydown", (event) => { if (event.key === "Enter") signIn(); });
 if (state.token) signIn();

@@ -163,7 +163,7 @@ const PrefloopMarkdown = (() => {
       const cells = splitRow(lines[i]);
       rows.push(head.map((_, k) => parseInline(cells[k] || "")));
     }
-    return [{ type: "table", align, head: head.map(parseInline), rows }, i];
+    return [{ type: "table", align, head: head.map((cell) => parseInline(cell)), rows }, i];
   }
 
   function paragraph(lines, i) {
