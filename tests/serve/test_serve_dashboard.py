@@ -266,6 +266,7 @@ def test_dashboard_page_shows_the_api_numbers(
         summary = browser.find_element(By.ID, "webhook-summary").text
         assert summary == f"{webhook_receiver}: 14 delivered, 0 failed"
         assert len(browser.find_elements(By.CSS_SELECTOR, "#webhook-recent tbody tr")) == 10
+        assert browser.execute_script("return document.querySelectorAll('[style]').length") == 0
         browser.save_screenshot(str(artifacts / "dashboard.png"))
 
         Select(browser.find_element(By.ID, "export-form")).select_by_value("trl-explicit")
@@ -397,9 +398,12 @@ def test_dashboard_page_of_a_rating_project(browser, live_server, sqlite_url, ar
             [lambda at, k=k: {"ratings": {"help": [4 + k, 2], "style": [3, 3]}} for k in range(2)],
         )
         api = dashboard_of(http, s)
-    browser.get(server.base + "/dashboard")
-    browser.find_element(By.ID, "token").send_keys(s.project["admin_token"], Keys.ENTER)
-    WebDriverWait(browser, 20).until(lambda d: d.find_element(By.ID, "board").is_displayed())
+    browser.get(server.base + "/dashboard")  # a server admin picks the project from a list
+    browser.find_element(By.ID, "token").send_keys(server.token, Keys.ENTER)
+    wait = WebDriverWait(browser, 20)
+    button = (By.CSS_SELECTOR, f'#projects button[data-project="{s.project["id"]}"]')
+    wait.until(ec.element_to_be_clickable(button)).click()
+    wait.until(lambda d: d.find_element(By.ID, "board").is_displayed())
     for aspect, stats in api["agreement"]["aspects"].items():
         row = browser.find_element(
             By.CSS_SELECTOR, f'tr[data-stat="fleiss_kappa"][data-aspect="{aspect}"]'

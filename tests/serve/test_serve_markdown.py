@@ -242,6 +242,8 @@ def test_markdown_page(browser, live_server, sqlite_url, artifacts):
         "return arguments[0].scrollHeight > arguments[0].clientHeight", text
     )
     assert pre.rect["width"] <= text.rect["width"]
+    # no inline styles: the page works under a Content-Security-Policy of style-src 'self'
+    assert browser.execute_script("return document.querySelectorAll('[style]').length") == 0
     browser.save_screenshot(str(artifacts / "markdown.png"))
 
     browser.find_element(By.TAG_NAME, "body").send_keys("r")  # the raw view, by key
