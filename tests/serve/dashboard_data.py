@@ -33,15 +33,16 @@ DISPUTED = [("p3", 1.0), ("p2", 2 / 3)]
 
 def judge_fixed_set(
     http: TestClient | httpx.Client, server_token: str, **project: object
-) -> tuple[Setup, Counter]:
+) -> tuple[Setup, dict[str, int], Counter]:
     """Create the project and its judgments through the API (plus one AI judgment on p1).
 
-    Returns the setup and how often each displayed side ("left"/"right") was picked.
+    Returns the setup, the item id of each prompt, and how often each displayed side
+    ("left"/"right") was picked.
     """
     items = [{"external_id": f"ext-{p}", "prompt": p, "responses": ["r0", "r1"]} for p in ANSWERS]
     s = make_setup(http, server_token, n_annotators=3, redundancy=3, **project)
-    added = http.post(s.url("/items"), json={"items": items}, headers=s.admin())
-    s.item_ids = dict(zip(ANSWERS, added.json()["ids"], strict=True))
+    added = http.post(s.url("/items"), json={"items": items}, headers=s.admin()).raise_for_status()
+    item_ids = dict(zip(ANSWERS, added.json()["ids"], strict=True))
     sides: Counter = Counter()
     for k in range(3):
         while (r := http.post(s.url("/next"), headers=s.ann(k))).status_code == 200:
@@ -61,6 +62,6 @@ def judge_fixed_set(
                 path + "/submit", json={"choice": choice}, headers=s.ann(k)
             ).raise_for_status()
     judge = {"name": "judge", "model": "m", "prompt_version": "v1"}
-    ai = {"item_id": s.item_ids["p1"], "judge": judge, "label": {"choice": "right"}}
+    ai = {"item_id": item_ids["p1"], "judge": judge, "label": {"choice": "right"}}
     http.post(s.url("/ai-judgments"), json=ai, headers=s.admin()).raise_for_status()
-    return s, sides
+    return s, item_ids, sides

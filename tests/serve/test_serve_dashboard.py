@@ -72,7 +72,7 @@ def wait_for_deliveries(client, s, n: int) -> dict:
 
 def test_dashboard_numbers_match_a_hand_computation(backend, webhook_receiver):
     client, server_token, _engine = backend
-    s, sides = judge_fixed_set(client, server_token, webhook_url=webhook_receiver)
+    s, item_ids, sides = judge_fixed_set(client, server_token, webhook_url=webhook_receiver)
     board = wait_for_deliveries(client, s, 14)  # 13 human judgments and one AI judgment
 
     assert board["project"] == {
@@ -114,7 +114,7 @@ def test_dashboard_numbers_match_a_hand_computation(backend, webhook_receiver):
     assert sides["left"] + sides["right"] == 12  # every decided human answer, the tie left out
 
     disputed = [(d["item_id"], d["disagreement"]) for d in board["most_disputed"]]
-    assert disputed == [(s.item_ids[p], pytest.approx(v)) for p, v in DISPUTED]
+    assert disputed == [(item_ids[p], pytest.approx(v)) for p, v in DISPUTED]
     p3 = board["most_disputed"][0]
     assert (p3["external_id"], p3["prompt"], p3["judgments"]) == ("ext-p3", "p3", 3)
     assert {b["label"]: b["value"] for b in p3["answers"]} == {
@@ -206,7 +206,7 @@ def test_dashboard_page_shows_the_api_numbers(
 ):
     server = live_server(sqlite_url)
     with httpx.Client(base_url=server.base) as http:
-        s, _sides = judge_fixed_set(http, server.token, webhook_url=webhook_receiver)
+        s, _item_ids, _sides = judge_fixed_set(http, server.token, webhook_url=webhook_receiver)
         api = wait_for_deliveries(http, s, 14)
         downloads = tmp_path / "downloads"
         browser.execute_cdp_cmd(
