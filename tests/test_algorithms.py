@@ -206,8 +206,9 @@ def test_cli_reaches_kto_curry_and_c3po(sft_dir, pairs, ratings, world, tmp_path
     data = build_c3po_data(Policy.from_pretrained(sft_dir, device="cpu"), world, FEEDBACK, 1)
     save_records(data.in_scope, tmp_path / "in_scope.jsonl")
     save_records(keep_records(data), tmp_path / "keep.jsonl")
-    run_cli("c3po", str(sft_dir), str(tmp_path / "in_scope.jsonl"),
-            "--keep-data", str(tmp_path / "keep.jsonl"), "--out", str(tmp_path / "c3po"))  # fmt: skip
+    keep = str(tmp_path / "keep.jsonl")
+    run_cli("c3po", str(sft_dir), str(tmp_path / "in_scope.jsonl"), "--keep-data", keep,
+            "--out", str(tmp_path / "c3po"))  # fmt: skip
     assert "near_scope_nll" in (tmp_path / "c3po" / "metrics.jsonl").read_text()
     for name in ("kto", "curry", "c3po"):
         assert (tmp_path / name / "model.safetensors").exists()

@@ -42,8 +42,8 @@ def single_process(method, model, data, out, *flags):
 
 def two_processes(method, model, data, out, *flags):
     torchrun = shutil.which("torchrun", path=os.path.dirname(sys.executable))
-    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "prefloop.cli",
-               "train", method, str(model), str(data), "--out", str(out), *FLAGS, *flags]  # fmt: skip
+    command = [torchrun, "--standalone", "--nproc_per_node", "2", "-m", "prefloop.cli", "train",
+               method, str(model), str(data), "--out", str(out), *FLAGS, *flags]  # fmt: skip
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
@@ -71,8 +71,9 @@ def test_two_processes_match_one_with_the_same_global_batch(method, tiny_model_d
 
 
 @pytest.mark.parametrize("method", ["dpo", "rm"])
-def test_accumulating_two_micro_batches_of_8_matches_a_batch_of_16(method, tiny_model_dir,
-                                                                   pairs_file, tmp_path):  # fmt: skip
+def test_accumulating_two_micro_batches_of_8_matches_a_batch_of_16(
+    method, tiny_model_dir, pairs_file, tmp_path
+):
     whole = single_process(method, tiny_model_dir, pairs_file, tmp_path / "whole")
     accumulated = single_process(method, tiny_model_dir, pairs_file, tmp_path / "accumulated",
                                  "--gradient-accumulation", "2")  # fmt: skip
