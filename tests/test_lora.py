@@ -47,8 +47,8 @@ def test_only_the_adapter_is_saved_and_it_reloads_onto_its_base(lora_run, world)
     merged = Policy.from_pretrained(out / "merged", device="cpu")
     prompts = world.prompts(16, seed=3, split="test")
     responses = [r for group in sft.generate(prompts, seed=0) for r in group]
-    logps = {name: policy.sequence_logps(prompts, responses)[0]
-             for name, policy in (("adapted", adapted), ("sft", sft), ("merged", merged))}  # fmt: skip
+    policies = {"adapted": adapted, "sft": sft, "merged": merged}
+    logps = {name: p.sequence_logps(prompts, responses)[0] for name, p in policies.items()}
     assert torch.allclose(logps["adapted"], logps["merged"], atol=1e-4)
     assert (logps["adapted"] - logps["sft"]).abs().max() > 0.1  # the adapter changed the policy
 
