@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from prefloop.data.records import Comparison, FeedbackRecord, Rating
 from prefloop.serve.db import Item, Project
-from prefloop.serve.schemas import ItemIn, ResponseIn
+from prefloop.serve.schemas import ItemIn
 
 
 def insert_items(
@@ -41,12 +41,7 @@ def insert_items(
             prompt=spec.prompt
             if isinstance(spec.prompt, str)
             else [m.model_dump() for m in spec.prompt],
-            responses=[
-                (r if isinstance(r, ResponseIn) else ResponseIn(text=r)).model_dump(
-                    exclude_none=True
-                )
-                for r in spec.responses
-            ],
+            responses=[r.model_dump(exclude_none=True) for r in spec.responses],
             rewards=spec.rewards,
             item_metadata=spec.metadata,
         )
