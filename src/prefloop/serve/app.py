@@ -19,6 +19,7 @@ from prefloop.serve import api_annotate, api_items, api_people, api_projects, ap
 from prefloop.serve.auth import Principal, principal
 from prefloop.serve.db import make_sessionmaker
 from prefloop.serve.labels import LabelError
+from prefloop.serve.middleware import BodyLimit, SecurityHeaders
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024 * 1024
@@ -79,11 +80,7 @@ def create_app(engine: Engine) -> FastAPI:
         """Values the database cannot hold (e.g. NUL characters in PostgreSQL text)."""
         return JSONResponse({"detail": f"value not storable: {err.orig}"}, status_code=422)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"detail": f"body larger than {MAX_BODY} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(SecurityHeaders, api_prefix="/api/")  # outermost: the 413 gets them too
 
     return app
