@@ -17,6 +17,7 @@ from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from prefloop.serve import api_annotate, api_items, api_people, api_projects, api_results
 from prefloop.serve.auth import Principal, principal
+from prefloop.serve.common import ALLOW_PRIVATE_WEBHOOKS
 from prefloop.serve.db import make_sessionmaker
 from prefloop.serve.labels import LabelError
 from prefloop.serve.middleware import BodyLimit, SecurityHeaders
@@ -25,8 +26,12 @@ STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024 * 1024
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """An app bound to ``engine`` (already migrated: see :func:`prefloop.serve.migrate.upgrade`)."""
+def create_app(engine: Engine, allow_private_webhooks: bool = False) -> FastAPI:
+    """An app bound to ``engine`` (already migrated: see :func:`prefloop.serve.migrate.upgrade`).
+
+    ``allow_private_webhooks`` lets projects post webhooks to loopback, private and link-local
+    addresses (a receiver on the same machine or network); by default only public ones.
+    """
     app = FastAPI(
         title="prefloop feedback service",
         version="1",
@@ -35,6 +40,7 @@ def create_app(engine: Engine) -> FastAPI:
         redoc_url=None,
     )
     app.state.sessions = make_sessionmaker(engine)
+    app.state.sessions.configure(info={ALLOW_PRIVATE_WEBHOOKS: allow_private_webhooks})
     for module in (api_projects, api_people, api_items, api_annotate, api_results):
         app.include_router(module.router, prefix="/api/v1")
 
