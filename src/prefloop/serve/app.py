@@ -21,16 +21,22 @@ from prefloop.serve.common import ALLOW_PRIVATE_WEBHOOKS
 from prefloop.serve.db import make_sessionmaker
 from prefloop.serve.labels import LabelError
 from prefloop.serve.middleware import BodyLimit, SecurityHeaders
+from prefloop.serve.throttle import FailedAuthThrottle
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024 * 1024
 
 
-def create_app(engine: Engine, allow_private_webhooks: bool = False) -> FastAPI:
+def create_app(
+    engine: Engine,
+    allow_private_webhooks: bool = False,
+    auth_throttle: FailedAuthThrottle | None = None,
+) -> FastAPI:
     """An app bound to ``engine`` (already migrated: see :func:`prefloop.serve.migrate.upgrade`).
 
     ``allow_private_webhooks`` lets projects post webhooks to loopback, private and link-local
     addresses (a receiver on the same machine or network); by default only public ones.
+    ``auth_throttle`` limits failed authentications per address (default: 20 a minute).
     """
     app = FastAPI(
         title="prefloop feedback service",
@@ -41,6 +47,7 @@ def create_app(engine: Engine, allow_private_webhooks: bool = False) -> FastAPI:
     )
     app.state.sessions = make_sessionmaker(engine)
     app.state.sessions.configure(info={ALLOW_PRIVATE_WEBHOOKS: allow_private_webhooks})
+    app.state.auth_throttle = auth_throttle or FailedAuthThrottle()
     for module in (api_projects, api_people, api_items, api_annotate, api_results):
         app.include_router(module.router, prefix="/api/v1")
 
