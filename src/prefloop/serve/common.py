@@ -64,8 +64,9 @@ def admin_project(session: Session, project_id: int, who: Principal) -> Project:
 ALLOW_PRIVATE_WEBHOOKS = "allow_private_webhooks"
 
 
-def private_webhooks_allowed(session: Session) -> bool:
-    return bool(session.info.get(ALLOW_PRIVATE_WEBHOOKS, False))
+def private_webhooks_allowed(session: Session | None) -> bool:
+    """The app's setting; False (public targets only) where no app's session is at hand."""
+    return session is not None and bool(session.info.get(ALLOW_PRIVATE_WEBHOOKS, False))
 
 
 def checked_webhook_url(session: Session, url: object) -> str | None:
@@ -84,7 +85,5 @@ def announce(project: Project, judgment: JudgmentOut) -> None:
     if project.webhook_url:
         data = judgment.model_dump(mode="json")
         allow = private_webhooks_allowed(object_session(project))
-        webhooks.send(
-            project.webhook_url, project.webhook_secret, "judgment.created", data,
-            allow_private=allow,
-        )  # fmt: skip
+        url, secret = project.webhook_url, project.webhook_secret
+        webhooks.send(url, secret, "judgment.created", data, allow_private=allow)

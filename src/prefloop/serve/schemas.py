@@ -127,7 +127,7 @@ def _response_object(value: Any) -> Any:
     return {"text": value} if isinstance(value, str) else value
 
 
-Response = Annotated[
+ItemResponse = Annotated[
     ResponseIn, BeforeValidator(_response_object, json_schema_input_type=ResponseIn | str)
 ]
 
@@ -137,7 +137,7 @@ class ItemIn(Strict):
 
     external_id: str | None = Field(None, min_length=1, max_length=200)
     prompt: Prompt = Field(description="text, or a list of {role, content} messages")
-    responses: list[Response] = Field(min_length=2, max_length=MAX_RESPONSES)
+    responses: list[ItemResponse] = Field(min_length=2, max_length=MAX_RESPONSES)
     rewards: list[Rewards] | None = Field(
         None, max_length=64, description="ensemble rewards [models][responses]"
     )
