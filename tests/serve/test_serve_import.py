@@ -69,3 +69,15 @@ def test_records_that_are_no_items_are_named(client, server_token, sqlite_url, t
         f"{broken}:1: field 'rejected': expected a non-empty string or a list of messages, "
         "got an empty string\n",
     )
+
+
+def test_a_missing_file_is_named(client, server_token, sqlite_url, tmp_path):
+    s = make_setup(client, server_token, n_annotators=0)
+    gone = tmp_path / "gone.jsonl"
+    result = CliRunner().invoke(
+        app, ["feedback-import", str(gone), "--project", str(s.project["id"]), "--db", sqlite_url]
+    )
+    assert (result.exit_code, result.output) == (
+        1,
+        f"{gone}: expected an existing file or directory, got nothing at this path\n",
+    )

@@ -112,8 +112,8 @@ def api_item_lines(source: Path) -> list[ItemIn] | None:
     The form is told by the first line. Line ``n`` (counting non-blank lines from 0) gets
     ``external_id`` ``"{file name}:{n}"`` unless it has one, so importing again adds nothing.
     """
-    if source.suffix != ".jsonl":
-        return None
+    if source.suffix != ".jsonl" or not source.is_file():
+        return None  # load_records reads it, or says what is wrong with the path
     items: list[ItemIn] = []
     for index, (line, data) in enumerate(_json_lines(source)):
         if index == 0 and not _is_item_form(data):
