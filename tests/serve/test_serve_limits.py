@@ -1,11 +1,12 @@
-"""The 16 MiB body limit for chunked and streamed bodies, in-process and on a real server."""
+"""Request bodies: the 16 MiB limit for chunked and streamed bodies (in-process and on a real
+server), and JSON only."""
 
 from __future__ import annotations
 
 import json
 
 import httpx
-from serve_helpers import make_setup
+from serve_helpers import bearer, make_setup
 from sqlalchemy import func, select
 
 from prefloop.serve.app import MAX_BODY
@@ -51,3 +52,23 @@ def test_a_streamed_body_over_the_limit_is_413_on_a_real_server(live_server, sql
         assert (r.status_code, r.json()["detail"]) == TOO_LARGE
         assert http.get(s.url("/judgments"), headers=s.admin()).json() == []
         assert http.get(s.url("/items/1"), headers=s.admin()).status_code == 404
+
+
+def test_a_body_without_a_json_content_type_is_a_422_that_says_so(client, server_token):
+    auth = bearer(server_token)
+    body = b'{"name": "p", "task": "pairwise"}'
+    expected = [
+        {
+            "loc": ["header", "content-type"],
+            "msg": "request bodies are JSON: send Content-Type: application/json",
+            "type": "content_type",
+        }
+    ]
+    form = {"content-type": "application/x-www-form-urlencoded"}  # what curl -d sends
+    for headers in ({}, form, {"content-type": "text/plain"}):
+        r = client.post("/api/v1/projects", content=body, headers=auth | headers)
+        assert (r.status_code, r.json()["detail"]) == (422, expected), headers
+    for media in ("application/json", "application/json; charset=utf-8", "application/x+json"):
+        r = client.post("/api/v1/projects", content=body, headers=auth | {"content-type": media})
+        assert r.status_code == 201, media
+    assert client.post("/api/v1/projects/1/next", headers=auth).status_code == 403  # no body

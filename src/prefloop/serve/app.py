@@ -20,7 +20,7 @@ from prefloop.serve.auth import Principal, principal
 from prefloop.serve.common import ALLOW_PRIVATE_WEBHOOKS
 from prefloop.serve.db import make_sessionmaker
 from prefloop.serve.labels import LabelError
-from prefloop.serve.middleware import BodyLimit, SecurityHeaders
+from prefloop.serve.middleware import BodyLimit, JsonBodies, SecurityHeaders
 from prefloop.serve.throttle import FailedAuthThrottle
 
 STATIC = Path(__file__).parent / "static"
@@ -93,6 +93,7 @@ def create_app(
         """Values the database cannot hold (e.g. NUL characters in PostgreSQL text)."""
         return JSONResponse({"detail": f"value not storable: {err.orig}"}, status_code=422)
 
+    app.add_middleware(JsonBodies, api_prefix="/api/")
     app.add_middleware(BodyLimit, limit=MAX_BODY)
     app.add_middleware(SecurityHeaders, api_prefix="/api/")  # outermost: the 413 gets them too
 

@@ -1,4 +1,4 @@
-"""ASGI middleware every response passes through: the request-body limit and security headers.
+"""ASGI middleware every request passes through: the body limit, JSON bodies, security headers.
 
 Both are plain ASGI (not ``BaseHTTPMiddleware``) so that they see the body as it arrives and
 touch streamed responses (the export) without buffering them.
@@ -57,6 +57,29 @@ class BodyLimit:
             return message
 
         await self.app(scope, counted, send)
+
+
+class JsonBodies:
+    """A request body sent to the API without a JSON ``Content-Type`` is a 422 that says so
+    (FastAPI would not parse it and report only that the body is not an object)."""
+
+    def __init__(self, app: ASGIApp, api_prefix: str) -> None:
+        self.app, self.api_prefix = app, api_prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(self.api_prefix):
+            headers = Headers(scope=scope)
+            has_body = headers.get("content-length", "0") != "0" or "transfer-encoding" in headers
+            media = headers.get("content-type", "").partition(";")[0].strip().lower()
+            if has_body and not (media == "application/json" or media.endswith("+json")):
+                error = {
+                    "loc": ["header", "content-type"],
+                    "msg": "request bodies are JSON: send Content-Type: application/json",
+                    "type": "content_type",
+                }
+                await JSONResponse({"detail": [error]}, 422)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
 
 
 class SecurityHeaders:
