@@ -4,6 +4,12 @@ Headers: ``webhook-id`` (unique message id), ``webhook-timestamp`` (Unix seconds
 ``webhook-signature: v1,<base64 HMAC-SHA256(secret, "{id}.{timestamp}.{body}")>``. A receiver
 recomputes the signature and rejects stale timestamps to stop replays. Delivery runs on a
 background thread after the judgment is committed and never delays or fails the request.
+
+Targets must be public addresses: a URL whose host resolves to any loopback, private,
+link-local or otherwise non-global address (IPv4, IPv6, or IPv4 inside IPv6) is refused when
+it is configured and again at every delivery, unless the server allows private targets.
+Delivery connects to the address it checked (so a DNS answer that changes in between cannot
+redirect it) and does not follow redirects.
 """
 
 from __future__ import annotations
@@ -11,9 +17,11 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import json
 import logging
 import secrets
+import socket
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -44,7 +52,66 @@ def verify(secret: str, headers: dict[str, str], body: bytes, tolerance_s: int =
     return any(hmac.compare_digest(expected, s) for s in headers["webhook-signature"].split())
 
 
-def _deliver(url: str, secret: str, event: str, data: dict[str, Any], attempts: int) -> None:
+class WebhookTargetError(ValueError):
+    """A webhook URL the server refuses to post to."""
+
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def _embedded_ipv4(ip: IPAddress) -> list[ipaddress.IPv4Address]:
+    """IPv4 addresses an IPv6 address carries (mapped, 6to4, Teredo, NAT64) and so reaches."""
+    if isinstance(ip, ipaddress.IPv4Address):
+        return []
+    found = [ip.ipv4_mapped, ip.sixtofour, *(ip.teredo or ())]
+    if ip in ipaddress.IPv6Network("64:ff9b::/96"):
+        found.append(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF))
+    return [v4 for v4 in found if v4 is not None]
+
+
+def is_public(ip: IPAddress) -> bool:
+    """Globally routable unicast, and so is every IPv4 address inside it."""
+    return all(a.is_global and not a.is_multicast for a in (ip, *_embedded_ipv4(ip)))
+
+
+def resolve_target(url: str, allow_private: bool = False) -> IPAddress:
+    """The address to post ``url``'s requests to; every address its host resolves to must be
+    public unless ``allow_private``. Raises :class:`WebhookTargetError` saying why not."""
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise WebhookTargetError(f"webhook URL must be http(s) with a host, got {url!r}")
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        infos = socket.getaddrinfo(parsed.host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError) as err:
+        raise WebhookTargetError(f"webhook host {parsed.host!r} does not resolve: {err}") from None
+    addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+    refused = [str(a) for a in addresses if not is_public(a)]
+    if refused and not allow_private:
+        raise WebhookTargetError(
+            f"webhook host {parsed.host!r} resolves to non-public address {refused[0]} "
+            "(loopback, private and link-local targets need the server's "
+            "allow-private-webhooks option)"
+        )
+    return addresses[0]
+
+
+def _post_pinned(url: str, address: IPAddress, body: bytes, headers: dict) -> httpx.Response:
+    """POST to ``address`` itself, with the URL's host in ``Host`` and in TLS (SNI and the
+    certificate check); redirects are answers, never followed."""
+    parsed = httpx.URL(url)
+    with httpx.Client(follow_redirects=False, timeout=10) as http:
+        return http.post(
+            parsed.copy_with(host=str(address)),
+            content=body,
+            headers={**headers, "host": parsed.netloc.decode("ascii")},
+            extensions={"sni_hostname": parsed.host} if parsed.scheme == "https" else {},
+        )
+
+
+def _deliver(
+    url: str, secret: str, event: str, data: dict[str, Any], attempts: int, allow_private: bool
+) -> None:
     message_id = f"msg_{uuid.uuid4().hex}"
     body = json.dumps({"type": event, "data": data}, default=str).encode()
     for attempt in range(attempts):
@@ -56,8 +123,15 @@ def _deliver(url: str, secret: str, event: str, data: dict[str, Any], attempts: 
             "webhook-signature": sign(secret, message_id, timestamp, body),
         }
         try:
-            if httpx.post(url, content=body, headers=headers, timeout=10).is_success:
+            response = _post_pinned(url, resolve_target(url, allow_private), body, headers)
+            if response.is_success:
                 return
+            log.warning("webhook %s to %s answered %d", message_id, url, response.status_code)
+            if response.status_code < 500 and response.status_code not in (408, 429):
+                return  # a redirect or a refusal: trying again would get the same answer
+        except WebhookTargetError as err:
+            log.error("webhook %s not sent: %s", message_id, err)
+            return
         except httpx.HTTPError as err:
             log.warning("webhook %s to %s failed: %s", message_id, url, err)
         if attempt + 1 < attempts:
@@ -65,6 +139,14 @@ def _deliver(url: str, secret: str, event: str, data: dict[str, Any], attempts: 
     log.error("webhook %s to %s gave up after %d attempts", message_id, url, attempts)
 
 
-def send(url: str, secret: str, event: str, data: dict[str, Any], attempts: int = 3) -> None:
-    """Queue one signed delivery (retried with back-off, same message id every try)."""
-    _pool.submit(_deliver, url, secret, event, data, attempts)
+def send(
+    url: str,
+    secret: str,
+    event: str,
+    data: dict[str, Any],
+    attempts: int = 3,
+    allow_private: bool = False,
+) -> None:
+    """Queue one signed delivery (retried with back-off, same message id every try); the
+    target is checked again before every try (see :func:`resolve_target`)."""
+    _pool.submit(_deliver, url, secret, event, data, attempts, allow_private)
