@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
-from serve_helpers import LiveServer, missing
+from serve_helpers import CHROMIUM_FLAGS, LiveServer, missing
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -27,17 +27,6 @@ from prefloop.serve.cli import init_admin, open_db
 from prefloop.serve.db import normalize_url
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--disable-dev-shm-usage",
-]
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -90,11 +79,12 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def live_server(tmp_path: Path):
-    """Factory: ``live_server(db_url, init=True)``; every server is stopped at the end."""
+    """Factory: ``live_server(db_url, init=True, allow_private_webhooks=False)``; every server
+    is stopped at the end."""
     servers: list[LiveServer] = []
 
-    def start(db_url: str, init: bool = True) -> LiveServer:
-        server = LiveServer(db_url, tmp_path / "server.log").start(init)
+    def start(db_url: str, init: bool = True, allow_private_webhooks: bool = False) -> LiveServer:
+        server = LiveServer(db_url, tmp_path / "server.log", allow_private_webhooks).start(init)
         servers.append(server)
         return server
 

@@ -17,6 +17,19 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+#: Headless Chromium for the browser tests: no sandbox, GPU or background traffic.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
 
 def missing(reason: str) -> None:
     """Fail in CI, skip elsewhere."""
@@ -90,8 +103,9 @@ def free_port() -> int:
 class LiveServer:
     """``python -m prefloop.serve`` in a subprocess, as a user would run it."""
 
-    def __init__(self, db_url: str, log: Path) -> None:
+    def __init__(self, db_url: str, log: Path, allow_private_webhooks: bool = False) -> None:
         self.db_url, self.log = db_url, log
+        self.allow_private_webhooks = allow_private_webhooks
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -100,6 +114,7 @@ class LiveServer:
     def start(self, init: bool = False) -> LiveServer:
         args = [sys.executable, "-m", "prefloop.serve", "--db", self.db_url]
         args += ["--port", str(self.port), *(["--init"] if init else [])]
+        args += ["--allow-private-webhooks"] if self.allow_private_webhooks else []
         out = self.log.open("a")
         self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=out, text=True)
         if init:

@@ -1,4 +1,4 @@
-"""``python -m prefloop.serve [--db URL] [--host H] [--port N] [--init]``."""
+"""``python -m prefloop.serve``: ``prefloop serve`` without the main CLI (the same options)."""
 
 import argparse
 
@@ -9,5 +9,10 @@ parser.add_argument("--db", default=DEFAULT_DB, help="sqlite:///file.db or postg
 parser.add_argument("--host", default="127.0.0.1")
 parser.add_argument("--port", type=int, default=8000)
 parser.add_argument("--init", action="store_true", help="create and print the admin token once")
+parser.add_argument(
+    "--allow-private-webhooks",
+    action="store_true",
+    help="let webhooks go to loopback, private and link-local addresses",
+)
 args = parser.parse_args()
-serve_command(db=args.db, host=args.host, port=args.port, init=args.init)
+serve_command(args.db, args.host, args.port, args.init, args.allow_private_webhooks)

@@ -60,12 +60,33 @@ def admin_project(session: Session, project_id: int, who: Principal) -> Project:
     return project
 
 
+#: ``Session.info`` key, set by ``create_app``: may webhooks go to non-public addresses?
+ALLOW_PRIVATE_WEBHOOKS = "allow_private_webhooks"
+
+
+def private_webhooks_allowed(session: Session | None) -> bool:
+    """The app's setting; False (public targets only) where no app's session is at hand."""
+    return session is not None and bool(session.info.get(ALLOW_PRIVATE_WEBHOOKS, False))
+
+
+def checked_webhook_url(session: Session, url: object) -> str | None:
+    """``url`` as text if the server may post to it; 422 saying why not otherwise."""
+    if url is None:
+        return None
+    try:
+        webhooks.resolve_target(str(url), private_webhooks_allowed(session))
+    except webhooks.WebhookTargetError as err:
+        raise HTTPException(422, f"webhook_url: {err}") from None
+    return str(url)
+
+
 def announce(session: Session, project: Project, judgment: JudgmentOut) -> None:
-    """Send the project's signed ``judgment.created`` webhook, if it has one (after commit);
-    its outcome goes to the audit log (:mod:`prefloop.serve.deliveries`)."""
+    """Send the project's signed ``judgment.created`` webhook, if it has one (after commit),
+    to a target the app allows; its outcome goes to the audit log
+    (:mod:`prefloop.serve.deliveries`)."""
     if project.webhook_url:
         data = judgment.model_dump(mode="json")
         done = deliveries.recorder(session.get_bind(), project.id, judgment.id)
-        webhooks.send(
-            project.webhook_url, project.webhook_secret, "judgment.created", data, on_done=done
-        )
+        url, secret = project.webhook_url, project.webhook_secret
+        allow = private_webhooks_allowed(session)
+        webhooks.send(url, secret, "judgment.created", data, allow_private=allow, on_done=done)
