@@ -47,7 +47,7 @@ def main() -> None:
         tokens = int(batch.attention_mask.sum())
         config = TrainConfig(learning_rate=1e-3, batch_size=args.batch_size, epochs=1)
         started = time.perf_counter()
-        train_preference(policy, pairs, config, Path(tmp) / "run", beta=0.1, show_progress=False)
+        train_preference(policy, pairs, config, Path(tmp) / "run", show_progress=False)
         seconds = time.perf_counter() - started
     print(json.dumps({
         "pairs": len(pairs),

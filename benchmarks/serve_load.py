@@ -78,7 +78,7 @@ def wait_for_idle_workers(server: LiveServer, workers: int, timeout: float = 120
 
 def measure(db_url: str, workers: int, annotators: int, per: int, r: int, log: Path) -> dict:
     """One server process (tree), an untimed warm-up load, then one timed load."""
-    server = LiveServer(db_url, log, workers).start(init=True)
+    server = LiveServer(db_url, log, workers=workers).start(init=True)
     try:
         wait_for_idle_workers(server, workers)
         with httpx.Client(base_url=server.base, timeout=120) as http:
@@ -92,6 +92,7 @@ def measure(db_url: str, workers: int, annotators: int, per: int, r: int, log: P
     return {
         "judgments": done,
         "complete": done == annotators * per,
+        "errors": result.transport_errors + len(result.unexpected) + len(result.in_doubt),
         "judgments_per_s": round(done / result.elapsed, 1),
         "next_p95_ms": round(result.p95_next_ms(), 1),
     }
@@ -116,13 +117,15 @@ def main() -> None:
                     row |= measure(db_url, workers, *load, Path(scratch) / "server.log")
                 print(json.dumps(row), flush=True)
                 rows.append(row)
-    print("\n| database | workers | annotators | judgments | judgments/s | next p95 (ms) |")
-    print("|---|---|---|---|---|---|")
+    print(
+        "\n| database | workers | annotators | judgments | errors | judgments/s | next p95 (ms) |"
+    )
+    print("|---|---|---|---|---|---|---|")
     for row in rows:
         judged = f"{row['judgments']}" + ("" if row["complete"] else " (incomplete)")
         print(
             f"| {row['database']} | {row['workers']} | {row['annotators']} | {judged} "
-            f"| {row['judgments_per_s']} | {row['next_p95_ms']} |"
+            f"| {row['errors']} | {row['judgments_per_s']} | {row['next_p95_ms']} |"
         )
 
 

@@ -16,8 +16,7 @@ def sft_policy_dir(model_dir: Path, out: Path, world: ReviewWorld) -> Path:
     """SFT the untrained tiny model for a few dozen steps, so its samples look like reviews."""
     policy = Policy.from_pretrained(model_dir, device="cpu")
     config = TrainConfig(learning_rate=1e-2, batch_size=32, epochs=4)
-    train_sft(policy, world.corpus(300, 0), config, out / "run", show_progress=False)
-    policy.save_pretrained(out / "sft")
+    train_sft(policy, world.corpus(300, 0), config, out / "sft", show_progress=False)
     return out / "sft"
 
 

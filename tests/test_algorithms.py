@@ -11,17 +11,24 @@ from _tiny_sft import labelled_pairs, sft_policy_dir
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
-from prefloop.algorithms.c3po import CAMERA_BATTERY as FEEDBACK
-from prefloop.algorithms.c3po import build_c3po_data, keep_records, logp_shift, revise, train_c3po
-from prefloop.algorithms.curry_dpo import stages_from_ratings, train_curry_dpo
+from prefloop.algorithms.c3po import (
+    C3POConfig,
+    build_c3po_data,
+    keep_records,
+    logp_shift,
+    revise,
+    train_c3po,
+)
+from prefloop.algorithms.curry_dpo import CurryDPOConfig, stages_from_ratings, train_curry_dpo
 from prefloop.algorithms.token_level import beam_search, token_implicit_rewards
 from prefloop.cli import app
 from prefloop.data import Rating, comparisons_to_unpaired, save_records
+from prefloop.lab.objectives import CAMERA_BATTERY as FEEDBACK
 from prefloop.models.factory import TinyModelSpec, create_tiny_model, train_word_tokenizer
 from prefloop.models.policy import Policy
-from prefloop.train.engine import TrainConfig, latest_checkpoint
-from prefloop.train.preference import REFERENCE_CACHE
-from prefloop.train.unpaired import mismatched_partners, train_kto
+from prefloop.train.checkpoints import CACHE_DIR
+from prefloop.train.engine import TrainConfig
+from prefloop.train.unpaired import KTOConfig, mismatched_partners, train_kto
 
 pytestmark = pytest.mark.slow
 
@@ -57,7 +64,7 @@ def test_kto_raises_desirable_relative_to_undesirable(sft_dir, pairs, tmp_path):
     policy = Policy.from_pretrained(sft_dir, device="cpu")
     before = mean_logp(policy, good) - mean_logp(policy, bad)
     config = TrainConfig(learning_rate=3e-3, batch_size=16, epochs=3, log_every=1)
-    train_kto(policy, examples, config, tmp_path, beta=0.1, show_progress=False)
+    train_kto(policy, examples, config, tmp_path, KTOConfig(beta=0.1), show_progress=False)
     assert mean_logp(policy, good) - mean_logp(policy, bad) > before + 1.0
     assert "kl_estimate" in (tmp_path / "metrics.jsonl").read_text()
 
@@ -90,15 +97,15 @@ def test_curry_dpo_refreshes_the_reference_between_stages(
     stages = stages_from_ratings(ratings)[:2]
     policy = Policy.from_pretrained(sft_dir, device="cpu")
     config = TrainConfig(learning_rate=1e-2, batch_size=8, epochs=2)
-    train_curry_dpo(policy, stages, config, tmp_path, refresh_reference=refresh,
+    train_curry_dpo(policy, stages, config, tmp_path, CurryDPOConfig(refresh_reference=refresh),
                     show_progress=False)  # fmt: skip
-    stage_one = Policy.from_pretrained(latest_checkpoint(tmp_path / "stage-1"), device="cpu")
+    stage_one = Policy.from_pretrained(tmp_path / "stage-1", device="cpu")
     expected_from = stage_one if refresh else Policy.from_pretrained(sft_dir, device="cpu")
     other = Policy.from_pretrained(sft_dir, device="cpu") if refresh else stage_one
     prompts = [c.prompt for c in stages[1]]
     expected, _ = expected_from.sequence_logps(prompts, [c.chosen for c in stages[1]])
     unexpected, _ = other.sequence_logps(prompts, [c.chosen for c in stages[1]])
-    cached = load_file(tmp_path / "stage-2" / REFERENCE_CACHE)["chosen"]
+    cached = load_file(tmp_path / "stage-2" / CACHE_DIR / "reference_logps.safetensors")["chosen"]
     assert torch.allclose(cached, expected, atol=1e-5)
     assert not torch.allclose(cached, unexpected, atol=1e-2)  # stage 1 really moved the policy
 
@@ -113,15 +120,15 @@ def test_revision_follows_the_feedback():
 
 def test_c3po_constraint_limits_out_of_scope_drift(sft_dir, world, tmp_path):
     baseline = Policy.from_pretrained(sft_dir, device="cpu")
-    data = build_c3po_data(baseline, world, samples_per_prompt=2, seed=0)
+    data = build_c3po_data(baseline, world, FEEDBACK, samples_per_prompt=2, seed=0)
     assert data.in_scope and all("camera" in c.prompt for c in data.in_scope)
     assert not any("camera" in p for p, _ in data.near_scope + data.out_of_scope)
     config = TrainConfig(learning_rate=3e-3, batch_size=8, epochs=4)
     shifts = {}
     for name, sigma in (("dpo", 0.0), ("c3po", 0.2)):
         policy = Policy.from_pretrained(sft_dir, device="cpu")
-        train_c3po(policy, data, config, tmp_path / name, sigma_soft=sigma, sigma_hard=sigma / 2,
-                   show_progress=False)  # fmt: skip
+        method = C3POConfig(sigma_soft=sigma, sigma_hard=sigma / 2)
+        train_c3po(policy, data, config, tmp_path / name, method, show_progress=False)
         shifts[name] = logp_shift(policy, baseline, data.out_of_scope)
     assert shifts["c3po"] < 0.8 * shifts["dpo"]
 
@@ -190,9 +197,8 @@ def run_cli(*args: str) -> None:
 def test_cli_reaches_kto_curry_and_c3po(sft_dir, pairs, ratings, world, tmp_path: Path):
     save_records(pairs[:16], tmp_path / "pairs.jsonl")
     save_records(ratings[:4], tmp_path / "ratings.jsonl")
-    run_cli(str(sft_dir), str(tmp_path / "pairs.jsonl"), "--objective", "kto",
-            "--out", str(tmp_path / "kto"))  # fmt: skip
-    run_cli(str(sft_dir), str(tmp_path / "ratings.jsonl"), "--objective", "curry-dpo",
+    run_cli("kto", str(sft_dir), str(tmp_path / "pairs.jsonl"), "--out", str(tmp_path / "kto"))
+    run_cli("curry-dpo", str(sft_dir), str(tmp_path / "ratings.jsonl"),
             "--out", str(tmp_path / "curry"))  # fmt: skip
     assert sorted(p.name for p in (tmp_path / "curry").glob("stage-*")) == [
         "stage-1", "stage-2", "stage-3"
@@ -200,29 +206,15 @@ def test_cli_reaches_kto_curry_and_c3po(sft_dir, pairs, ratings, world, tmp_path
     data = build_c3po_data(Policy.from_pretrained(sft_dir, device="cpu"), world, FEEDBACK, 1)
     save_records(data.in_scope, tmp_path / "in_scope.jsonl")
     save_records(keep_records(data), tmp_path / "keep.jsonl")
-    run_cli(
-        str(sft_dir),
-        str(tmp_path / "in_scope.jsonl"),
-        "--objective",
-        "c3po",
-        "--option",
-        f"keep_data={tmp_path / 'keep.jsonl'}",
-        "--out",
-        str(tmp_path / "c3po"),
-    )
+    keep = str(tmp_path / "keep.jsonl")
+    run_cli("c3po", str(sft_dir), str(tmp_path / "in_scope.jsonl"), "--keep-data", keep,
+            "--out", str(tmp_path / "c3po"))  # fmt: skip
     assert "near_scope_nll" in (tmp_path / "c3po" / "metrics.jsonl").read_text()
     for name in ("kto", "curry", "c3po"):
         assert (tmp_path / name / "model.safetensors").exists()
     result = CliRunner().invoke(
-        app,
-        [
-            "train",
-            str(sft_dir),
-            str(tmp_path / "ratings.jsonl"),
-            "--objective",
-            "dpo",
-            "--out",
-            str(tmp_path / "bad"),
-        ],
-    )
-    assert result.exit_code != 0 and "Comparison" in result.output
+        app, ["train", "dpo", str(sft_dir), str(tmp_path / "ratings.jsonl"),
+              "--out", str(tmp_path / "bad")]
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "method 'dpo' trains on Comparison records, got Rating" in result.output

@@ -1,17 +1,16 @@
+"""The one training loop: exact resume, safe checkpoints and run directories, accumulation."""
+
 import json
 
 import pytest
 import torch
 
+from prefloop.errors import RunDirectoryError, TrainingDivergedError
 from prefloop.models.policy import Policy
-from prefloop.train.engine import (
-    TrainConfig,
-    TrainingDivergedError,
-    batch_indices,
-    latest_checkpoint,
-    run_training,
-)
+from prefloop.train.config import ConfigError
+from prefloop.train.engine import Task, Trainable, TrainConfig, fit, latest_checkpoint
 from prefloop.train.sft import train_sft
+from prefloop.train.sources import IndexSource, Shard, batch_indices
 
 
 class Interrupt(Exception):
@@ -30,8 +29,32 @@ def sft_examples(world):
     return world.corpus(40, seed=2)
 
 
-def config() -> TrainConfig:
-    return TrainConfig(learning_rate=5e-3, batch_size=8, epochs=2, checkpoint_every=3, log_every=1)
+def config(**changes) -> TrainConfig:
+    settings = dict(learning_rate=5e-3, batch_size=8, epochs=2, checkpoint_every=3, log_every=1)
+    return TrainConfig(**(settings | changes))
+
+
+class Linear:
+    """A one-layer task whose loss draws from torch's RNG, as dropout would."""
+
+    def __init__(self, examples: int = 8, batch_size: int = 2, seed: int = 0, nan_at: int = 0):
+        self.model = torch.nn.Linear(2, 1)
+        torch.nn.init.zeros_(self.model.weight), torch.nn.init.zeros_(self.model.bias)
+        self.examples, self.batch_size, self.seed, self.nan_at = examples, batch_size, seed, nan_at
+        self.calls = 0
+
+    def loss(self, indices):
+        self.calls += 1
+        x = torch.tensor([[float(i), 1.0] for i in indices])
+        value = (self.model(x) - torch.randn(len(indices), 1)).pow(2).mean()
+        return (value * float("nan") if self.calls == self.nan_at else value), {}
+
+    def task(self) -> Task:
+        def save(path):
+            torch.save(self.model.state_dict(), path / "weights.pt")
+
+        source = IndexSource(self.examples, self.batch_size, self.seed)
+        return Task("linear", source, self.loss, [Trainable(self)], save, {"examples": 8})
 
 
 def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model_dir, world, tmp_path):
@@ -43,9 +66,8 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model_dir, 
     interrupted = Policy.from_pretrained(tiny_model_dir, device="cpu")
     run = tmp_path / "interrupted"
     with pytest.raises(Interrupt):
-        train_sft(
-            interrupted, examples, config(), run, show_progress=False, callbacks=[interrupt_at(5)]
-        )
+        train_sft(interrupted, examples, config(), run, show_progress=False,
+                  callbacks=[interrupt_at(5)])  # fmt: skip
     assert latest_checkpoint(run).name == "step-0000003"
     resumed = Policy.from_pretrained(tiny_model_dir, device="cpu")  # a fresh process would reload
     result = train_sft(resumed, examples, config(), run, resume=True, show_progress=False)
@@ -60,29 +82,78 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model_dir, 
     ]
     resumed_losses = [json.loads(x)["loss"] for x in (run / "metrics.jsonl").open()]
     assert resumed_losses == pytest.approx(straight_losses, abs=1e-6)
+    assert (run / "model.safetensors").exists()  # the final model, written by the engine
+
+
+def test_a_partial_checkpoint_left_by_a_kill_is_ignored_on_resume(tmp_path):
+    straight = Linear()
+    fit(straight.task(), TrainConfig(batch_size=2, max_steps=6), tmp_path / "a",
+        show_progress=False)  # fmt: skip
+
+    interrupted = Linear()
+    run = tmp_path / "b"
+    cfg = TrainConfig(batch_size=2, max_steps=6, checkpoint_every=2)
+    with pytest.raises(Interrupt):
+        fit(interrupted.task(), cfg, run, show_progress=False, callbacks=[interrupt_at(3)])
+    # a kill while writing step 4: the folder exists but was never completed
+    partial = run / "checkpoints" / "step-0000004.partial"
+    partial.mkdir()
+    (partial / "model.safetensors").write_bytes(b"half a file")
+    assert latest_checkpoint(run).name == "step-0000002"
+
+    resumed = Linear()
+    result = fit(resumed.task(), cfg, run, resume=True, show_progress=False)
+    assert result.steps == 6
+    assert torch.allclose(resumed.model.weight, straight.model.weight, atol=1e-6)
+    assert not partial.exists()  # cleaned up by the next complete checkpoint
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == [
+        "step-0000004",
+        "step-0000006",
+    ]
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path):
-    model = torch.nn.Linear(2, 1)
-
-    def loss_fn(indices):
-        step = len(saved_steps) + 1
-        saved_steps.append(step)
-        loss = model(torch.ones(len(indices), 2)).pow(2).mean()
-        return (loss * float("nan") if step == 5 else loss), {}
-
-    saved_steps: list[int] = []
-
-    def save(path):
-        torch.save(model.state_dict(), path / "weights.pt")
-
+    task = Linear(nan_at=5).task()
     cfg = TrainConfig(batch_size=2, max_steps=10, checkpoint_every=2)
     with pytest.raises(TrainingDivergedError, match=r"loss became nan at step 5.*step-0000004"):
-        run_training(model, 8, loss_fn, cfg, tmp_path, save, show_progress=False)
+        fit(task, cfg, tmp_path, show_progress=False)
     assert latest_checkpoint(tmp_path).name == "step-0000004"
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == [
         "step-0000002", "step-0000004"
     ]  # fmt: skip
+
+
+def test_resume_with_other_settings_is_refused_naming_them(tmp_path):
+    fit(Linear().task(), TrainConfig(batch_size=2, max_steps=4), tmp_path, show_progress=False)
+    with pytest.raises(RunDirectoryError) as error:
+        fit(Linear().task(), TrainConfig(batch_size=2, max_steps=4, learning_rate=0.01,
+                                         epochs=2.0), tmp_path, resume=True)  # fmt: skip
+    message = str(error.value)
+    assert "train.learning_rate: 0.001 then, 0.01 now" in message
+    assert "train.epochs: 1.0 then, 2.0 now" in message
+    other_data = Linear().task()
+    other_data.settings = {"examples": 9}
+    with pytest.raises(RunDirectoryError, match="examples: 8 then, 9 now"):
+        fit(other_data, TrainConfig(batch_size=2, max_steps=4), tmp_path, resume=True)
+    # logging and checkpointing cadence never change the numbers: resuming with them is fine
+    same = TrainConfig(batch_size=2, max_steps=4, log_every=1, checkpoint_every=1)
+    assert fit(Linear().task(), same, tmp_path, resume=True, show_progress=False).steps == 4
+
+
+def test_a_fresh_start_in_a_used_directory_refuses_or_starts_clean(tmp_path):
+    cfg = TrainConfig(batch_size=2, max_steps=4, checkpoint_every=1)
+    fit(Linear().task(), cfg, tmp_path / "used", show_progress=False)
+    with pytest.raises(RunDirectoryError, match=r"already holds a training run \(checkpoints, "
+                                                r"metrics.jsonl\)\. Pass --resume"):  # fmt: skip
+        fit(Linear().task(), cfg, tmp_path / "used", show_progress=False)
+    again = Linear()
+    fit(again.task(), TrainConfig(batch_size=2, max_steps=2), tmp_path / "used", overwrite=True,
+        show_progress=False)  # fmt: skip
+    assert [p.name for p in (tmp_path / "used" / "checkpoints").iterdir()] == ["step-0000002"]
+    clean = Linear()
+    fit(clean.task(), TrainConfig(batch_size=2, max_steps=2), tmp_path / "empty",
+        show_progress=False)  # fmt: skip
+    assert torch.equal(again.model.weight, clean.model.weight)
 
 
 def test_batches_cover_each_epoch_once_and_reshuffle_between_epochs():
@@ -92,18 +163,53 @@ def test_batches_cover_each_epoch_once_and_reshuffle_between_epochs():
     assert first != second
 
 
+def test_shards_split_the_global_batch_and_every_process_gets_a_share():
+    source = IndexSource(10, 4, seed=0)
+    whole = source.batch(2, Shard()).items  # the last batch of the epoch has 2 examples
+    parts = [source.batch(2, Shard(k, 3)) for k in range(3)]
+    assert sorted(whole) == sorted(i for p in parts if not p.padded for i in p.items)
+    assert [p.padded for p in parts] == [False, False, True]  # a stand-in item of weight 0
+    assert all(p.global_size == 2 for p in parts)
+
+
+def test_gradient_accumulation_gives_the_same_update_as_one_batch(tmp_path):
+    class Deterministic(Linear):
+        def loss(self, indices):
+            x = torch.tensor([[float(i), 1.0] for i in indices])
+            return (self.model(x) - 1.0).pow(2).mean(), {}
+
+    results = {}
+    for accumulation in (1, 2, 3):
+        run = Deterministic(examples=10, batch_size=5)
+        cfg = TrainConfig(batch_size=5, epochs=2, gradient_accumulation=accumulation)
+        fit(run.task(), cfg, tmp_path / str(accumulation), show_progress=False)
+        results[accumulation] = run.model.weight.detach().clone()
+    assert torch.allclose(results[1], results[2], atol=1e-6)
+    assert torch.allclose(results[1], results[3], atol=1e-6)
+
+
 def test_resume_without_a_checkpoint_is_a_seeded_fresh_start(tmp_path):
     def train(out, resume):
-        model = torch.nn.Linear(2, 1)
-        torch.nn.init.zeros_(model.weight), torch.nn.init.zeros_(model.bias)
-
-        def loss_fn(indices):  # draws from torch's RNG, as dropout would
-            noise = torch.randn(len(indices), 1)
-            return (model(torch.ones(len(indices), 2)) - noise).pow(2).mean(), {}
-
+        run = Linear(seed=3)
         torch.manual_seed(len(str(out)))  # a different global RNG state for each run
-        cfg = TrainConfig(batch_size=2, max_steps=4, seed=3)
-        run_training(model, 8, loss_fn, cfg, out, lambda p: None, resume, show_progress=False)
-        return model.weight.detach().clone()
+        fit(run.task(), TrainConfig(batch_size=2, max_steps=4, seed=3), out, resume,
+            show_progress=False)  # fmt: skip
+        return run.model.weight.detach().clone()
 
     assert torch.equal(train(tmp_path / "plain", False), train(tmp_path / "empty-dir", True))
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"batch_size": 0}, "option 'batch_size' must be a number >= 1, got 0"),
+        ({"batch_size": -4}, "option 'batch_size' must be a number >= 1, got -4"),
+        ({"epochs": 0.0}, "option 'epochs' must be a number > 0, got 0.0"),
+        ({"learning_rate": float("nan")}, "option 'learning_rate' must be a number > 0, got nan"),
+        ({"mixed_precision": "fp8"}, "option 'mixed_precision' must be one of auto, no, bf16"),
+        ({"batch_size": 2.5}, "option 'batch_size' must be int, got 2.5"),
+    ],
+)
+def test_training_settings_are_validated(changes, message):
+    with pytest.raises(ConfigError, match=f"training settings: {message}".replace("(", r"\(")):
+        TrainConfig(**changes)

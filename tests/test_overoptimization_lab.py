@@ -13,7 +13,8 @@ from prefloop.lab.overoptimization import (
     overoptimization_markdown,
     plot_overoptimization,
 )
-from prefloop.models.ensemble import RewardEnsemble, bootstrap_sample
+from prefloop.models.ensemble import RewardEnsemble
+from prefloop.train.ensemble import bootstrap_sample
 
 
 class _Member:

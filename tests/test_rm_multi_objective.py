@@ -13,10 +13,11 @@ from prefloop.models.multi_objective import (
     MultiObjectiveRewardModel,
     directional_reward,
     dpa_direction,
-    train_multi_objective,
 )
-from prefloop.models.preference_model import PairwisePreferenceModel, train_preference_model
+from prefloop.models.preference_model import PairwisePreferenceModel
 from prefloop.train.engine import TrainConfig
+from prefloop.train.multi_objective import train_multi_objective
+from prefloop.train.preference_model import train_preference_model
 
 SPEC = TinyModelSpec(hidden_size=32, intermediate_size=64, num_hidden_layers=1)
 
@@ -46,7 +47,7 @@ def test_multi_objective_rm_learns_each_aspect(tmp_path):
     ratings = [Rating("q", responses, [0.0] * 4, aspects)]
     model = MultiObjectiveRewardModel.from_pretrained(path, ["quality", "verbosity"])
     config = TrainConfig(learning_rate=1e-2, batch_size=4, max_steps=150, warmup_ratio=0.0)
-    train_multi_objective(model, ratings, config, tmp_path / "mo")
+    train_multi_objective(model, ratings, config, tmp_path / "mo", show_progress=False)
     scores = model.score(["q"] * 4, responses)
     assert scores.shape == (4, 2)
     assert torch.allclose(scores, torch.tensor(list(aspects.values())).T, atol=0.3)
@@ -66,7 +67,7 @@ def test_preference_model_is_antisymmetric_and_fits_a_cycle(tmp_path):
     pairs = [Comparison("play", a, b) for a, b in cycle] * 4
     model = PairwisePreferenceModel.from_pretrained(path)
     config = TrainConfig(learning_rate=1e-2, batch_size=12, max_steps=120, warmup_ratio=0.0)
-    train_preference_model(model, pairs, config, tmp_path / "pm")
+    train_preference_model(model, pairs, config, tmp_path / "pm", show_progress=False)
     first, second = [a for a, _ in cycle], [b for _, b in cycle]
     forward = model.probability(["play"] * 3, first, second)
     backward = model.probability(["play"] * 3, second, first)

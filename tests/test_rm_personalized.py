@@ -7,13 +7,12 @@ import pytest
 import torch
 
 from prefloop.models.personalized import (
-    PersonalizedPairs,
     VPLRewardModel,
     bag_of_words_embedder,
     personalized_scorer,
-    train_vpl,
 )
 from prefloop.train.engine import TrainConfig
+from prefloop.train.vpl import PersonalizedPairs, VPLConfig, train_vpl
 from prefloop.worlds.review_shifts import corpus_sampler
 from prefloop.worlds.reviews import ReviewWorld
 from prefloop.worlds.users import USER_TYPES, UserWorld, label_for_users
@@ -45,7 +44,7 @@ def test_users_disagree_on_length():
 def test_vpl_beats_single_bt_on_conflicting_users(tmp_path):
     world = ReviewWorld()
     vocabulary = sorted({w for _, r in world.corpus(2000, 0) for w in r.split()})
-    embed = bag_of_words_embedder(vocabulary)
+    embed = bag_of_words_embedder(vocabulary, prompt_feature=ReviewWorld.mentions_requested_aspect)
     train = label_for_users(world, _triples(world, 1200, 1), user_ids=20, seed=2)
     data = PersonalizedPairs(train, embed)
     test = _triples(world, 150, 3)
@@ -70,7 +69,8 @@ def test_vpl_beats_single_bt_on_conflicting_users(tmp_path):
     for personalized in (True, False):
         model = VPLRewardModel(data.chosen.shape[1], personalized=personalized)
         config = TrainConfig(learning_rate=1e-2, batch_size=64, epochs=30, seed=0)
-        train_vpl(model, data, config, tmp_path / str(personalized), kl_weight=1e-3)
+        train_vpl(model, data, config, tmp_path / str(personalized), VPLConfig(kl_weight=1e-3),
+                  show_progress=False)  # fmt: skip
         per_type: dict[str, list[float]] = {}
         for uid, utype in users.items():
             score = personalized_scorer(model, embed, [c for c in train if c.annotator == uid][:8])

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from prefloop.data.records import Comparison
-from prefloop.models.ensemble import RewardEnsemble, train_ensemble
+from prefloop.models.ensemble import RewardEnsemble
 from prefloop.models.reward import RewardModel
 from prefloop.train.engine import TrainConfig
+from prefloop.train.ensemble import EnsembleConfig, train_ensemble
 from prefloop.train.reward_model import train_reward_model
 
 
@@ -51,7 +52,7 @@ def test_weighted_head_loss_matches_hand_computation(tiny_model_dir, pairs, tmp_
 
     model = RewardModel.from_pretrained(tiny_model_dir, device="cpu", seed=2, heads=heads)
     config = TrainConfig(batch_size=len(pairs), max_steps=1, log_every=1)
-    train_reward_model(model, pairs, config, tmp_path, show_progress=False, head_weights=weights)
+    train_reward_model(model, pairs, config, tmp_path, head_weights=weights, show_progress=False)
     assert _first_step_loss(tmp_path) == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -61,7 +62,7 @@ def test_a_head_with_zero_weight_is_not_trained(tiny_model_dir, pairs, tmp_path)
     weights = torch.ones(len(pairs), 2)
     weights[:, 1] = 0.0
     config = TrainConfig(learning_rate=1e-2, batch_size=4, max_steps=5)
-    train_reward_model(model, pairs, config, tmp_path, show_progress=False, head_weights=weights)
+    train_reward_model(model, pairs, config, tmp_path, head_weights=weights, show_progress=False)
     after = model.model.score.weight.detach()
     assert not torch.allclose(after[0], before[0])
     assert torch.equal(after[1], before[1])
@@ -77,9 +78,10 @@ def test_head_weights_must_be_pairs_by_heads(tiny_model_dir, pairs, tmp_path):
 
 def test_shared_backbone_ensemble_trains_one_model_and_reloads(tiny_model_dir, pairs, tmp_path):
     config = TrainConfig(learning_rate=1e-3, batch_size=4, epochs=1, seed=5)
-    ensemble = train_ensemble(
-        tiny_model_dir, pairs, config, tmp_path, size=3, bootstrap=True, shared_backbone=True
-    )
+    ensemble, _ = train_ensemble(
+        tiny_model_dir, pairs, config, tmp_path,
+        EnsembleConfig(size=3, bootstrap=True, shared_backbone=True), show_progress=False,
+    )  # fmt: skip
     assert len(ensemble) == 3 and len(ensemble.models) == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shared"]
     reloaded = RewardModel.from_pretrained(tmp_path / "shared", device="cpu", heads=3)

@@ -3,32 +3,69 @@
 from __future__ import annotations
 
 import importlib
-import json
-from dataclasses import asdict
+import os
 from pathlib import Path
 from typing import Annotated
 
+import click
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
+
+from prefloop.errors import USER_ERRORS, TrainingDivergedError
+
+
+class _ReportingGroup(TyperGroup):
+    """The root command: a user's mistake is a short message and exit 2, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except USER_ERRORS as error:
+            if _debug_requested(ctx):
+                raise
+            typer.echo(f"prefloop: error: {error}", err=True)
+            typer.echo("(run with --debug for the traceback)", err=True)
+            raise typer.Exit(1 if isinstance(error, TrainingDivergedError) else 2) from None
+
+
+class _MethodGroup(TyperGroup):
+    """``prefloop train METHOD``: a subcommand per method, built when it is asked for."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        from prefloop.cli_train import method_names
+
+        return method_names()
+
+    def get_command(self, ctx: click.Context, name: str):
+        from prefloop.cli_train import click_command
+
+        return click_command(name, console)
+
 
 app = typer.Typer(
+    cls=_ReportingGroup,
     help="Turn human and AI feedback into better models, measured on ground truth.",
     no_args_is_help=True,
-    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
 )
 lab_app = typer.Typer(help="Experiments on the ground-truth lab.", no_args_is_help=True)
 app.add_typer(lab_app, name="lab")
+train_app = typer.Typer(
+    cls=_MethodGroup,
+    no_args_is_help=True,
+    help="Train a policy or a reward model with one method; `prefloop train METHOD --help` "
+    "lists its settings.",
+)
+app.add_typer(train_app, name="train")
 console = Console()
 
 Out = Annotated[Path, typer.Option("--out", help="Output directory (created if missing).")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same numbers.")]
-Epochs = Annotated[float, typer.Option(help="Passes over the training data.")]
-LearningRate = Annotated[
-    float, typer.Option("--lr", help="Peak learning rate (AdamW, linear decay).")
-]
-BatchSize = Annotated[int, typer.Option(help="Examples per optimisation step.")]
-Resume = Annotated[bool, typer.Option(help="Continue from the last checkpoint in --out.")]
-CheckpointEvery = Annotated[int, typer.Option(help="Steps between checkpoints (0: final only).")]
+
+
+def _debug_requested(ctx: click.Context) -> bool:
+    return bool(ctx.meta.get("prefloop_debug")) or os.environ.get("PREFLOOP_DEBUG") == "1"
 
 
 def _quiet_libraries() -> None:
@@ -36,18 +73,6 @@ def _quiet_libraries() -> None:
 
     transformers.logging.set_verbosity_error()
     transformers.utils.logging.disable_progress_bar()
-
-
-def _train_config(epochs: float, lr: float, batch_size: int, seed: int, checkpoint_every: int):
-    from prefloop.train.engine import TrainConfig
-
-    return TrainConfig(
-        learning_rate=lr,
-        batch_size=batch_size,
-        epochs=epochs,
-        seed=seed,
-        checkpoint_every=checkpoint_every,
-    )
 
 
 def _comparisons(data: Path):
@@ -60,21 +85,12 @@ def _comparisons(data: Path):
     return records
 
 
-def _parse_options(options: list[str]) -> dict:
-    parsed = {}
-    for item in options:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise typer.BadParameter(f"--option expects KEY=VALUE, got {item!r}")
-        try:
-            parsed[key] = json.loads(value)
-        except json.JSONDecodeError:
-            parsed[key] = value
-    return parsed
-
-
 @app.callback()
-def main() -> None:
+def main(
+    ctx: typer.Context,
+    debug: Annotated[bool, typer.Option(help="Show the traceback of an error.")] = False,
+) -> None:
+    ctx.meta["prefloop_debug"] = debug
     _quiet_libraries()
 
 
@@ -84,7 +100,10 @@ def demo(
     seed: Seed = 0,
     fast: Annotated[bool, typer.Option(help="Reduced settings (about half the time).")] = False,
 ) -> None:
-    """Run the whole loop on the review world: SFT → labels → reward model → DPO → report."""
+    """Run the whole loop on the review world: SFT → labels → reward model → DPO → report.
+
+    Each run starts afresh in --out (an earlier demo there is replaced).
+    """
     from prefloop.lab.demo import DemoConfig, run_demo
 
     config = DemoConfig.fast(seed) if fast else DemoConfig(seed=seed)
@@ -94,92 +113,16 @@ def demo(
     )
 
 
-@app.command("train-rm")
-def train_rm(
-    model: Annotated[Path, typer.Argument(help="HF causal LM or reward model directory.")],
-    data: Annotated[Path, typer.Argument(help="Comparisons: JSONL, Parquet or HF dataset dir.")],
-    out: Out = Path("reward-model"),
-    seed: Seed = 0,
-    epochs: Epochs = 1.0,
-    lr: LearningRate = 1e-5,
-    batch_size: BatchSize = 16,
-    use_margin: Annotated[bool, typer.Option(help="Use each pair's margin.")] = False,
-    label_smoothing: Annotated[float, typer.Option(help="Assumed label flip rate.")] = 0.0,
-    resume: Resume = False,
-    checkpoint_every: CheckpointEvery = 0,
-) -> None:
-    """Train a Bradley–Terry reward model on pairwise comparisons."""
-    from prefloop.eval.report import write_run_config
-    from prefloop.models.reward import RewardModel
-    from prefloop.train.reward_model import train_reward_model
+@app.command(
+    "train-rm",
+    help="Train a Bradley–Terry reward model (the same as `train rm`).",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+)
+def train_rm(ctx: typer.Context) -> None:
+    from prefloop.cli_train import click_command
 
-    config = _train_config(epochs, lr, batch_size, seed, checkpoint_every)
-    write_run_config(out, {"command": "train-rm", "model": str(model), "data": str(data),
-                           "use_margin": use_margin, "label_smoothing": label_smoothing,
-                           "train": asdict(config)})  # fmt: skip
-    reward_model = RewardModel.from_pretrained(model, seed=seed)
-    result = train_reward_model(
-        reward_model, _comparisons(data), config, out, use_margin, label_smoothing, resume
-    )
-    reward_model.save_pretrained(out)
-    console.print(
-        f"reward model saved to {out} ({result.steps} steps, loss {result.final_loss:.4f})"
-    )
-
-
-@app.command()
-def train(
-    model: Annotated[Path, typer.Argument(help="HF causal LM directory (policy and reference).")],
-    data: Annotated[
-        Path, typer.Argument(help="Feedback records (comparisons; ratings for curry-dpo; ...).")
-    ],
-    objective: Annotated[
-        str, typer.Option(help="Objective, e.g. dpo, ipo, simpo, kto, curry-dpo, c3po.")
-    ] = "dpo",
-    beta: Annotated[
-        float | None, typer.Option(help="KL strength (objective default if unset).")
-    ] = None,
-    option: Annotated[
-        list[str], typer.Option("--option", help="Objective option KEY=VALUE (repeatable).")
-    ] = [],  # noqa: B006
-    out: Out = Path("policy"),
-    seed: Seed = 0,
-    epochs: Epochs = 1.0,
-    lr: LearningRate = 5e-7,
-    batch_size: BatchSize = 16,
-    use_margin: Annotated[bool, typer.Option(help="Use each pair's margin.")] = False,
-    resume: Resume = False,
-    checkpoint_every: CheckpointEvery = 0,
-) -> None:
-    """Optimise a policy on feedback with a direct-alignment objective or recipe."""
-    from prefloop.algorithms.registry import (
-        RecordKindError,
-        train_objective,
-        trainable_objectives,
-    )
-    from prefloop.data.io import load_records
-    from prefloop.eval.report import write_run_config
-    from prefloop.models.policy import Policy
-
-    if objective not in trainable_objectives():
-        raise typer.BadParameter(
-            f"unknown objective {objective!r}; choose from {trainable_objectives()}"
-        )
-    config = _train_config(epochs, lr, batch_size, seed, checkpoint_every)
-    options = _parse_options(option)
-    write_run_config(out, {"command": "train", "model": str(model), "data": str(data),
-                           "objective": objective, "beta": beta, "options": options,
-                           "use_margin": use_margin, "train": asdict(config)})  # fmt: skip
-    policy = Policy.from_pretrained(model)
-    records = load_records(data)
-    try:
-        result = train_objective(
-            policy, records, config, out, objective, beta, options, use_margin, resume
-        )
-    except RecordKindError as error:
-        raise typer.BadParameter(str(error)) from error
-    policy.save_pretrained(out)
-    console.print(f"policy saved to {out} ({result.steps} steps, loss {result.final_loss:.4f})")
+    command = click_command("rm", console)
+    command.main(ctx.args, prog_name="prefloop train-rm", standalone_mode=False)
 
 
 @app.command("eval")
@@ -194,7 +137,7 @@ def evaluate(
     world: Annotated[
         str | None, typer.Option(help="Score with this lab world's gold reward (e.g. reviews).")
     ] = None,
-    samples: Annotated[int, typer.Option(help="Samples per prompt for policy metrics.")] = 4,
+    samples: Annotated[int, typer.Option(help="Samples per prompt for policy metrics.", min=1)] = 4,
     seed: Seed = 0,
 ) -> None:
     """Evaluate a reward model or a policy on a dataset of comparisons; writes report.json."""
@@ -220,18 +163,21 @@ def eval_rm(
         Path | None, typer.Option(help="Reference policy: evaluate the DPO implicit reward.")
     ] = None,
     beta: Annotated[float, typer.Option(help="Beta of the implicit reward.")] = 0.1,
-    prompts: Annotated[int, typer.Option(help="Held-out prompts of the review-world suite.")] = 200,
+    world: Annotated[str, typer.Option(help="World whose evaluation suite to run.")] = "reviews",
+    prompts: Annotated[int, typer.Option(help="Held-out prompts of the suite.", min=1)] = 200,
     seed: Seed = 0,
 ) -> None:
     """Reward-model suite: accuracy in and out of distribution, one-to-many, consistency, ECE."""
     from prefloop.eval.report import write_json, write_run_config
     from prefloop.eval.rm_suite import evaluate_model_directory
+    from prefloop.worlds import get_rm_suite
 
     write_run_config(out, {"command": "eval-rm", "model": str(model), "data": str(data),
                            "reference": str(reference) if reference else None, "beta": beta,
-                           "prompts": prompts, "seed": seed})  # fmt: skip
+                           "world": world, "prompts": prompts, "seed": seed})  # fmt: skip
     comparisons = _comparisons(data) if data else ()
-    report = evaluate_model_directory(model, reference, beta, comparisons, prompts, seed)
+    suite = get_rm_suite(world, prompts, seed)
+    report = evaluate_model_directory(model, suite, world, reference, beta, comparisons)
     write_json(out / "report.json", report)
     console.print_json(data=report)
 
@@ -249,11 +195,21 @@ def serve(
     workers: Annotated[
         int, typer.Option(min=1, help="Worker processes on the port (>1: PostgreSQL only).")
     ] = 1,
+    allow_private_webhooks: Annotated[
+        bool, typer.Option(help="Let webhooks go to loopback, private and link-local addresses.")
+    ] = False,
 ) -> None:
     """Run the feedback collection service (HTTP API + annotation page)."""
     from prefloop.serve.cli import serve_command
 
-    serve_command(db=db, host=host, port=port, init=init, workers=workers)
+    serve_command(
+        db=db,
+        host=host,
+        port=port,
+        init=init,
+        workers=workers,
+        allow_private_webhooks=allow_private_webhooks,
+    )
 
 
 @app.command("feedback-import")

@@ -12,11 +12,14 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis.configuration import set_hypothesis_home_dir
-from serve_helpers import LiveServer, missing
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from serve_helpers import CHROMIUM_FLAGS, LiveServer, missing
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -77,11 +80,12 @@ def postgres_url() -> Iterator[str]:
 
 @pytest.fixture
 def live_server(tmp_path: Path):
-    """Factory: ``live_server(db_url, init=True, workers=1)``; all are stopped at the end."""
+    """Factory: ``live_server(db_url, init=True, **options)``, options as :class:`LiveServer`
+    takes them (``workers``, ``allow_private_webhooks``); every server is stopped at the end."""
     servers: list[LiveServer] = []
 
-    def start(db_url: str, init: bool = True, workers: int = 1) -> LiveServer:
-        server = LiveServer(db_url, tmp_path / "server.log", workers).start(init)
+    def start(db_url: str, init: bool = True, **options: Any) -> LiveServer:
+        server = LiveServer(db_url, tmp_path / "server.log", **options).start(init)
         servers.append(server)
         return server
 
@@ -96,3 +100,25 @@ def chromium_paths() -> tuple[str, str]:
         if not shutil.which(path):
             missing(f"{path} not installed (run .ci/services.sh)")
     return CHROMIUM, CHROMEDRIVER
+
+
+@pytest.fixture
+def browser(chromium_paths, tmp_path):
+    """Headless Chromium driven by selenium, with a fresh profile."""
+    chromium, chromedriver = chromium_paths
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in [*CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]:
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(chromedriver), options=options)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def artifacts(request, tmp_path) -> Path:
+    """Where a test saves screenshots: ``$PREFLOOP_TEST_ARTIFACTS/<test>`` or its tmp dir."""
+    root = os.environ.get("PREFLOOP_TEST_ARTIFACTS")
+    folder = Path(root) / request.node.name if root else tmp_path / "artifacts"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder

@@ -18,6 +18,19 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+#: Headless Chromium for the browser tests: no sandbox, GPU or background traffic.
+CHROMIUM_FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
 
 def missing(reason: str) -> None:
     """Fail in CI, skip elsewhere."""
@@ -105,8 +118,11 @@ def worker_pids(master: int) -> list[int]:
 class LiveServer:
     """``python -m prefloop.serve`` in a subprocess, as a user would run it."""
 
-    def __init__(self, db_url: str, log: Path, workers: int = 1) -> None:
-        self.db_url, self.log, self.workers = db_url, log, workers
+    def __init__(
+        self, db_url: str, log: Path, *, workers: int = 1, allow_private_webhooks: bool = False
+    ) -> None:
+        self.db_url, self.log = db_url, log
+        self.workers, self.allow_private_webhooks = workers, allow_private_webhooks
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen | None = None
@@ -116,6 +132,7 @@ class LiveServer:
         args = [sys.executable, "-m", "prefloop.serve", "--db", self.db_url]
         args += ["--port", str(self.port), "--workers", str(self.workers)]
         args += ["--init"] if init else []
+        args += ["--allow-private-webhooks"] if self.allow_private_webhooks else []
         out = self.log.open("a")
         self.proc = subprocess.Popen(
             args, stdout=subprocess.PIPE, stderr=out, text=True, start_new_session=True

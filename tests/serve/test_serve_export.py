@@ -62,7 +62,10 @@ def test_pairwise_exports(client, server_token):
     )
     assert explicit[1]["chosen"] == [{"role": "assistant", "content": "good"}]
     implicit = export(s, form="trl-implicit")
-    assert "prompt" not in implicit[0] and implicit[0]["chosen"] == "qgood"
+    assert "prompt" not in implicit[0] and implicit[0]["chosen"] == [
+        {"role": "user", "content": "q"},
+        {"role": "assistant", "content": "good"},
+    ]
     assert implicit[1]["rejected"] == [
         {"role": "user", "content": "hi"},
         {"role": "assistant", "content": "bad"},

@@ -19,6 +19,7 @@ from serve_helpers import bearer, make_setup, pair_items
 
 from prefloop.serve.app import create_app
 from prefloop.serve.cli import init_admin, open_db
+from prefloop.serve.throttle import FailedAuthThrottle
 
 JSON_LEAF = (
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats() | st.text(max_size=30)
@@ -115,7 +116,9 @@ def fuzz_client(request, sqlite_url):
     url = sqlite_url if request.param == "sqlite" else request.getfixturevalue("postgres_url")
     engine = open_db(url)
     token = init_admin(engine)
-    with TestClient(create_app(engine), raise_server_exceptions=False) as client:
+    # Unthrottled: the "bad" token's failures would otherwise lock every caller out (429).
+    app = create_app(engine, auth_throttle=FailedAuthThrottle(limit=2**31))
+    with TestClient(app, raise_server_exceptions=False) as client:
         s = make_setup(client, token, n_annotators=1, items=pair_items(3, k=3))
         client.post(s.url("/next"), headers=s.ann())  # leave an open assignment to hit
         yield (

@@ -12,9 +12,11 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from fastapi.testclient import TestClient
 from serve_helpers import free_port, make_setup
 
 from prefloop.serve import webhooks
+from prefloop.serve.app import create_app
 from prefloop.serve.cli import open_db
 from prefloop.serve.db import Base, normalize_url
 
@@ -50,7 +52,13 @@ def test_webhook_signature_roundtrip():
     assert not webhooks.verify(secret, stale, body)
 
 
-def test_submissions_fire_signed_webhooks(client, server_token):
+def test_submissions_fire_signed_webhooks(engine, server_token):
+    """To a receiver on this machine, so the server is told to allow private targets."""
+    with TestClient(create_app(engine, allow_private_webhooks=True)) as client:
+        fire_signed_webhooks(client, server_token)
+
+
+def fire_signed_webhooks(client, server_token):
     received: list[tuple[dict, bytes]] = []
     arrived = threading.Semaphore(0)
 

@@ -5,27 +5,26 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+import pytest
+from fastapi.testclient import TestClient
 from serve_helpers import bearer, worker_pids
 from sqlalchemy import create_engine, text
-from test_serve_load import all_judgments
 
 from prefloop.serve.db import normalize_url
-from prefloop.serve.loadtest import create_load_project
+from prefloop.serve.loadtest import LoadResult, create_load_project, run_load, stored_judgments
+from prefloop.serve.workers import DB_ENV, PRIVATE_WEBHOOKS_ENV, app_from_env, export_app_options
 
 WORKERS, ANNOTATORS, PER_ANNOTATOR, REDUNDANCY = 4, 16, 200, 3
 ITEMS = 1600  # 4800 slots for 3200 judgments: nobody runs dry
-RETRIED = {503}  # database busy (lock timeout, deadlock victim): nothing was stored
 
 
 def test_sqlite_refuses_more_than_one_worker(sqlite_url):
@@ -42,6 +41,19 @@ def test_sqlite_refuses_more_than_one_worker(sqlite_url):
     ]
 
 
+@pytest.mark.parametrize("allow_private", [False, True])
+def test_a_worker_builds_its_app_with_the_options_of_serve(
+    monkeypatch, sqlite_url, server_token, allow_private
+):
+    for name in (DB_ENV, PRIVATE_WEBHOOKS_ENV):
+        monkeypatch.setenv(name, "")  # so that monkeypatch restores both afterwards
+    export_app_options(sqlite_url, allow_private)  # what serve_command does before uvicorn runs
+    body = {"name": "p", "task": "pairwise", "webhook_url": "http://127.0.0.1:9/hook"}
+    with TestClient(app_from_env()) as client:
+        r = client.post("/api/v1/projects", json=body, headers=bearer(server_token))
+    assert r.status_code == (201 if allow_private else 422), r.text
+
+
 def open_sockets(pid: int) -> int:
     """Sockets a process holds: a worker serving clients holds their and its database's."""
     count = 0
@@ -49,61 +61,6 @@ def open_sockets(pid: int) -> int:
         with contextlib.suppress(OSError):  # closed while we looked
             count += os.readlink(fd).startswith("socket:")
     return count
-
-
-@dataclass
-class SteadyLoad:
-    """Annotators that retry the same request after a transport error or a 503: both
-    requests are idempotent (``next`` returns the open assignment, a re-sent ``submit`` the
-    stored judgment), so a crash may cost time but no judgment."""
-
-    base: str
-    project_id: int
-    deadline: float
-    acknowledged: dict[int, dict] = field(default_factory=dict)
-    done: Counter = field(default_factory=Counter)
-    transport_errors: int = 0
-    unexpected: list[str] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def _send(self, http: httpx.Client, path: str, **kwargs) -> httpx.Response | None:
-        while time.monotonic() < self.deadline:
-            try:
-                r = http.post(path, **kwargs)
-            except httpx.TransportError:
-                with self.lock:
-                    self.transport_errors += 1
-                time.sleep(0.05)
-                continue
-            if r.status_code not in RETRIED:
-                return r
-            time.sleep(0.05)
-        with self.lock:
-            self.unexpected.append(f"deadline passed on {path}")
-        return None
-
-    def annotate(self, token: str, count: int) -> None:
-        rng = random.Random(token)
-        with httpx.Client(base_url=self.base, headers=bearer(token), timeout=30) as http:
-            while self.done[token] < count:
-                r = self._send(http, f"/api/v1/projects/{self.project_id}/next")
-                if r is None or r.status_code != 200:
-                    self._unexpected(r)
-                    return
-                label = {"choice": rng.choice(["left", "right", "tie", "both_bad"])}
-                path = f"/api/v1/assignments/{r.json()['assignment_id']}/submit"
-                s = self._send(http, path, json=label)
-                if s is None or s.status_code != 200:
-                    self._unexpected(s)
-                    return
-                with self.lock:
-                    self.acknowledged[s.json()["id"]] = s.json()
-                    self.done[token] += 1
-
-    def _unexpected(self, r: httpx.Response | None) -> None:
-        if r is not None:
-            with self.lock:
-                self.unexpected.append(f"{r.status_code} {r.text}")
 
 
 def test_four_workers_lose_one_and_lose_no_judgment(live_server, postgres_url):
@@ -114,40 +71,43 @@ def test_four_workers_lose_one_and_lose_no_judgment(live_server, postgres_url):
     assert len(workers) == WORKERS
     with httpx.Client(base_url=server.base, timeout=60) as http:
         project = create_load_project(http, server.token, ANNOTATORS, ITEMS, REDUNDANCY)
-    load = SteadyLoad(server.base, project.project_id, time.monotonic() + 300)
-    threads = [
-        threading.Thread(target=load.annotate, args=(token, PER_ANNOTATOR))
-        for token in project.annotator_tokens
-    ]
-    for thread in threads:
-        thread.start()
-    while len(load.acknowledged) < ANNOTATORS * PER_ANNOTATOR // 4 and load.unexpected == []:
-        assert time.monotonic() < load.deadline, "load stalled before the kill"
+    # Annotators retry a request that lost its connection: both are idempotent (``next``
+    # returns the open assignment, a re-sent ``submit`` the stored judgment), so a crash may
+    # cost time but no judgment.
+    result = LoadResult()
+    load = threading.Thread(target=run_load, args=(server.base, project, PER_ANNOTATOR, result))
+    load.start()
+    deadline = time.monotonic() + 300
+    while len(result.acknowledged) < ANNOTATORS * PER_ANNOTATOR // 4 and result.unexpected == []:
+        assert time.monotonic() < deadline, "load stalled before the kill"
         time.sleep(0.01)
     victim = max(workers, key=open_sockets)  # the busiest worker: it has clients mid-request
-    killed_at = len(load.acknowledged)
+    killed_at = len(result.acknowledged)
     os.kill(victim, signal.SIGKILL)
-    for thread in threads:
-        thread.join()
+    load.join(timeout=max(deadline - time.monotonic(), 0))
+    assert not load.is_alive(), "load did not finish after the kill"
 
-    assert load.unexpected == []
-    assert load.transport_errors > 0  # the kill cut connections the load then retried
+    assert result.unexpected == [] and result.in_doubt == []
+    assert result.transport_errors > 0  # the kill cut connections the load then retried
     assert victim not in worker_pids(server.proc.pid)
     while len(worker_pids(server.proc.pid)) < WORKERS:  # uvicorn starts a replacement
-        assert time.monotonic() < load.deadline, "the killed worker was not replaced"
+        assert time.monotonic() < deadline, "the killed worker was not replaced"
         time.sleep(0.1)
-    assert all(load.done[t] == PER_ANNOTATOR for t in project.annotator_tokens)
-    stored = {j["id"]: j for j in all_judgments(server.base, project)}
-    assert len(stored) == len(load.acknowledged) == ANNOTATORS * PER_ANNOTATOR  # 0 lost
-    assert stored.keys() == load.acknowledged.keys()  # every acknowledged one is in the DB
-    for ack in load.acknowledged.values():
+    per_annotator = Counter(j["judge_id"] for j in result.acknowledged)
+    assert sorted(per_annotator.values()) == [PER_ANNOTATOR] * ANNOTATORS
+    acknowledged = {j["id"]: j for j in result.acknowledged}
+    with httpx.Client(base_url=server.base, timeout=60) as http:
+        stored = {j["id"]: j for j in stored_judgments(http, project)}
+    assert len(stored) == len(acknowledged) == ANNOTATORS * PER_ANNOTATOR  # 0 lost
+    assert stored.keys() == acknowledged.keys()  # every acknowledged one is in the DB
+    for ack in acknowledged.values():
         assert stored[ack["id"]]["raw_label"] == ack["raw_label"]
     assert len({(j["item_id"], j["judge_id"]) for j in stored.values()}) == len(stored)  # 0 dup
     assert max(Counter(j["item_id"] for j in stored.values()).values()) <= REDUNDANCY
     assert slot_accounting_errors(postgres_url, project.project_id) == []
     print(
         f"\n{len(stored)} judgments on {WORKERS} workers, worker {victim} killed after "
-        f"{killed_at} acknowledged; {load.transport_errors} transport errors retried"
+        f"{killed_at} acknowledged; {result.transport_errors} transport errors retried"
     )
 
 

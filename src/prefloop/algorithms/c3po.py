@@ -1,8 +1,9 @@
 """C3PO / RLVF (Stephan et al. 2024): apply one verbal feedback without over-generalising it.
 
-The feedback ("when reviewing a camera, always mention the battery") defines in-scope prompts
-(camera reviews), near-scope prompts (other electronics: the feedback must not apply) and
-out-of-scope prompts (everything else). The baseline policy answers all of them; a
+The feedback (e.g. "when reviewing a camera, always mention the battery") defines in-scope
+prompts, near-scope prompts (close, but the feedback must not apply) and out-of-scope prompts
+(everything else); which is which is the feedback's ``scope`` function, given by the world
+(e.g. :data:`prefloop.lab.objectives.CAMERA_BATTERY`). The baseline policy answers all of them; a
 deterministic editor (standing in for the model that writes revisions) rewrites in-scope
 answers to follow the feedback. Training is DPO on (revised ≻ baseline) in scope, plus the
 paper's SFT constraint: the likelihood of the baseline's own answers on near- and out-of-scope
@@ -12,47 +13,57 @@ prompts, weighted ``sigma_hard`` and ``sigma_soft`` (paper config: 0.1 and 0.2, 
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 
-from prefloop.data.records import Comparison, Unpaired
+from prefloop.data.records import Comparison, Prompt, Unpaired
 from prefloop.models.policy import Policy
-from prefloop.train.engine import TrainConfig, TrainResult
-from prefloop.train.preference import train_preference
-from prefloop.worlds.reviews import ReviewWorld
+from prefloop.objectives import response_nll
+from prefloop.train.caches import data_fingerprint
+from prefloop.train.config import setting, validate
+from prefloop.train.engine import TrainConfig, TrainResult, fit
+from prefloop.train.preference import method_config, preference_task
+from prefloop.worlds.base import World
 
-Example = tuple[str, str]  # (prompt, response)
+Example = tuple[Prompt, str]  # (prompt, response)
+SCOPES = ("in", "near", "out")
 
 
 @dataclass(frozen=True)
 class VerbalFeedback:
-    """One sentence of feedback and the review-world products it does and does not cover."""
+    """One sentence of feedback, where it applies, and how the editor follows it.
+
+    ``scope(prompt)`` is ``in``, ``near`` or ``out``; ``sentence`` is what the editor adds to an
+    answer that lacks ``keyword``.
+    """
 
     text: str
-    in_scope: tuple[str, ...]
-    near_scope: tuple[str, ...]
+    scope: Callable[[Prompt], str]
     keyword: str
-    sentence: str  # what the editor adds to follow the feedback
+    sentence: str
 
 
-CAMERA_BATTERY = VerbalFeedback(
-    text="when reviewing a camera, always mention the battery",
-    in_scope=("camera",),
-    near_scope=("watch", "speaker", "lamp", "kettle", "blender"),
-    keyword="battery",
-    sentence="the battery is good .",
-)
+@dataclass
+class C3POConfig:
+    """C3PO: DPO in scope plus the baseline's likelihood outside it (paper config)."""
 
+    name: ClassVar[str] = "c3po"
+    kind: ClassVar[str] = "policy"
+    beta: float = setting(0.1, "DPO's β on the in-scope pairs.", low=0, low_open=True)
+    sigma_soft: float = setting(0.2, "Weight of the out-of-scope likelihood constraint.", low=0)
+    sigma_hard: float = setting(0.1, "Weight of the near-scope likelihood constraint.", low=0)
+    keep_data: str | None = setting(
+        None,
+        "Command line: unpaired records of the baseline's answers (metadata.scope "
+        "near or out) to keep likely.",
+    )
 
-def scope_of(feedback: VerbalFeedback, prompt: str) -> str:
-    """``in``, ``near`` or ``out``: where a review-world prompt falls for ``feedback``."""
-    product, _ = ReviewWorld.parse_prompt(prompt)
-    if product in feedback.in_scope:
-        return "in"
-    return "near" if product in feedback.near_scope else "out"
+    def __post_init__(self) -> None:
+        validate(self, f"method {self.name!r}")
 
 
 def revise(response: str, feedback: VerbalFeedback) -> str:
@@ -74,8 +85,8 @@ class C3POData:
 
 def build_c3po_data(
     baseline: Policy,
-    world: ReviewWorld,
-    feedback: VerbalFeedback = CAMERA_BATTERY,
+    world: World,
+    feedback: VerbalFeedback,
     samples_per_prompt: int = 8,
     seed: int = 0,
 ) -> C3POData:
@@ -87,7 +98,7 @@ def build_c3po_data(
     answers = baseline.generate(prompts, num_samples=samples_per_prompt, seed=seed)
     data = C3POData([], [], [])
     for prompt, group in zip(prompts, answers):
-        scope = scope_of(feedback, prompt)
+        scope = feedback.scope(prompt)
         for answer in filter(None, group):
             if scope == "in":
                 revised = revise(answer, feedback)
@@ -110,7 +121,7 @@ def keep_records(data: C3POData) -> list[Unpaired]:
 
 def _mean_nll(policy: Policy, examples: Sequence[Example]) -> torch.Tensor:
     batch = policy.encode([p for p, _ in examples], [r for _, r in examples])
-    return -policy.token_logps(batch).sum() / batch.response_mask[:, 1:].sum()
+    return response_nll(policy.token_logps(batch), batch.response_mask[:, 1:].to(policy.device))
 
 
 def train_c3po(
@@ -118,22 +129,21 @@ def train_c3po(
     data: C3POData,
     config: TrainConfig,
     out_dir: str | Path,
-    beta: float = 0.1,
-    sigma_soft: float = 0.2,
-    sigma_hard: float = 0.1,
-    show_progress: bool = True,
-    resume: bool = False,
+    method: C3POConfig | None = None,
+    **run: Any,
 ) -> TrainResult:
     """DPO on the in-scope pairs + ``sigma * NLL`` of baseline answers outside the scope.
 
     Each step draws as many near- and out-of-scope examples as in-scope pairs, from the torch
     generator (so resuming reproduces them). ``sigma_* = 0`` is plain DPO on the same pairs.
+    ``run`` goes to :func:`prefloop.train.engine.fit`.
     """
+    method = method or C3POConfig()
 
     def constraint(indices: Sequence[int]) -> tuple[torch.Tensor, dict[str, float]]:
         total, metrics = torch.zeros((), device=policy.device), {}
-        for name, examples, sigma in (("near", data.near_scope, sigma_hard),
-                                      ("out", data.out_of_scope, sigma_soft)):  # fmt: skip
+        for name, examples, sigma in (("near", data.near_scope, method.sigma_hard),
+                                      ("out", data.out_of_scope, method.sigma_soft)):  # fmt: skip
             if sigma and examples:
                 picked = torch.randint(len(examples), (len(indices),)).tolist()
                 nll = _mean_nll(policy, [examples[i] for i in picked])
@@ -141,10 +151,11 @@ def train_c3po(
                 metrics[f"{name}_scope_nll"] = nll.item()
         return total, metrics
 
-    return train_preference(
-        policy, data.in_scope, config, out_dir, "dpo", beta, resume=resume,
-        show_progress=show_progress, extra_loss=constraint,
-    )  # fmt: skip
+    task = preference_task(policy, data.in_scope, config, method_config("dpo", beta=method.beta),
+                           extra_loss=constraint)  # fmt: skip
+    task.settings |= {"c3po": vars(method), "keep": data_fingerprint(
+        data.near_scope + data.out_of_scope)}  # fmt: skip
+    return fit(task, config, out_dir, **run)
 
 
 @torch.no_grad()
@@ -152,8 +163,8 @@ def feedback_metrics(
     policy: Policy,
     baseline: Policy,
     data: C3POData,
-    world: ReviewWorld,
-    feedback: VerbalFeedback = CAMERA_BATTERY,
+    world: World,
+    feedback: VerbalFeedback,
     samples_per_prompt: int = 4,
     seed: int = 0,
 ) -> dict[str, float]:
@@ -167,9 +178,9 @@ def feedback_metrics(
     prompts = world.prompt_pool("all")
     answers = policy.generate(prompts, num_samples=samples_per_prompt, seed=seed)
     metrics: dict[str, float] = {}
-    for scope in ("in", "near", "out"):
+    for scope in SCOPES:
         mine = [(p, a) for p, group in zip(prompts, answers) for a in group
-                if scope_of(feedback, p) == scope]  # fmt: skip
+                if feedback.scope(p) == scope]  # fmt: skip
         metrics[f"{scope}_keyword_rate"] = sum(
             feedback.keyword in a.split() for _, a in mine
         ) / len(mine)

@@ -9,14 +9,43 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 from prefloop.data.pairs import ratings_to_pairs
 from prefloop.data.records import Comparison, Rating
 from prefloop.models.policy import Policy
+from prefloop.objectives import objective_names
+from prefloop.train.config import setting, validate
 from prefloop.train.engine import TrainConfig, TrainResult
-from prefloop.train.preference import train_preference
+from prefloop.train.preference import method_config, train_preference
+
+
+@dataclass
+class CurryDPOConfig:
+    """Curry-DPO: stages of pairs from easy to hard, each a run of a pairwise objective."""
+
+    name: ClassVar[str] = "curry-dpo"
+    kind: ClassVar[str] = "policy"
+    objective: str = setting("dpo", "Pairwise objective of every stage.",
+                             choices=tuple(objective_names()))  # fmt: skip
+    beta: float | None = setting(None, "β of the objective (unset: its default).", low=0,
+                                 low_open=True)  # fmt: skip
+    stages: int = setting(3, "Stages, when training on comparisons (ratings set their own).",
+                          low=1)  # fmt: skip
+    refresh_reference: bool = setting(True, "Each stage's reference is the policy at its start.")
+    use_margin: bool = setting(
+        False, "Order comparisons by margin (default: by strength) when forming stages."
+    )
+
+    def __post_init__(self) -> None:
+        validate(self, f"method {self.name!r}")
+
+    def stage_method(self):
+        """The pairwise method every stage trains with."""
+        options = {} if self.beta is None else {"beta": self.beta}
+        return method_config(self.objective, **options)
 
 
 def stages_from_ratings(ratings: Sequence[Rating]) -> list[list[Comparison]]:
@@ -49,34 +78,22 @@ def train_curry_dpo(
     stages: Sequence[Sequence[Comparison]],
     config: TrainConfig,
     out_dir: str | Path,
-    objective: str = "dpo",
-    beta: float | None = 0.1,
-    refresh_reference: bool = True,
-    show_progress: bool = True,
-    resume: bool = False,
+    method: CurryDPOConfig | None = None,
+    **run: Any,
 ) -> list[TrainResult]:
-    """Train ``objective`` on each stage in turn, in ``out_dir/stage-K``.
+    """Train the stage objective on each stage in turn, in ``out_dir/stage-K``.
 
     With ``refresh_reference`` each stage's reference is the policy at the stage's start (the
-    paper's iterative variant); otherwise it stays the initial policy. ``resume`` continues
-    every stage from its last checkpoint (finished stages restore their final weights).
+    paper's iterative variant); otherwise it stays the initial policy. ``run`` goes to every
+    stage's :func:`fit`: with ``resume`` each stage continues from its last checkpoint
+    (finished stages restore their final weights).
     """
-    frozen = None if refresh_reference else copy.deepcopy(policy)
+    method = method or CurryDPOConfig()
+    frozen = None if method.refresh_reference else copy.deepcopy(policy)
     results = []
     for k, stage in enumerate(stages, start=1):
-        if not stage:
-            continue
-        results.append(
-            train_preference(
-                policy,
-                stage,
-                replace(config, seed=config.seed + k),
-                Path(out_dir, f"stage-{k}"),
-                objective,
-                beta,
-                reference=frozen,
-                resume=resume,
-                show_progress=show_progress,
-            )
-        )
+        if stage:
+            results.append(train_preference(policy, stage, replace(config, seed=config.seed + k),
+                                            Path(out_dir, f"stage-{k}"), method.stage_method(),
+                                            reference=frozen, **run))  # fmt: skip
     return results

@@ -24,13 +24,7 @@ import torch
 
 from prefloop.data.records import Comparison, Prompt
 from prefloop.models.policy import Policy
-from prefloop.worlds.review_shifts import (
-    ContrastPair,
-    OneToMany,
-    RMEvalSuite,
-    build_review_suite,
-)
-from prefloop.worlds.reviews import ReviewWorld
+from prefloop.worlds.review_shifts import ContrastPair, OneToMany, RMEvalSuite
 
 Scorer = Callable[[Sequence[Prompt], Sequence[str]], np.ndarray]
 
@@ -155,15 +149,15 @@ def labels_accuracy_and_ece(scorer: Scorer, pairs: Sequence[Comparison]) -> dict
 
 def evaluate_model_directory(
     model_dir: str | Path,
+    suite: RMEvalSuite,
+    world_name: str,
     reference_dir: str | Path | None = None,
     beta: float = 0.1,
     comparisons: Sequence[Comparison] = (),
-    prompts: int = 200,
-    seed: int = 0,
 ) -> dict:
     """``prefloop eval-rm``: a reward model, or a policy's implicit reward given its reference.
 
-    Runs the review world's suite (in-distribution, both shifts, one-to-many, contrast, ECE) and,
+    Runs a world's ``suite`` (in-distribution, both shifts, one-to-many, contrast, ECE) and,
     when ``comparisons`` are given, accuracy and ECE against their labels.
     """
     from prefloop.eval.cli_eval import is_reward_model
@@ -176,9 +170,8 @@ def evaluate_model_directory(
         kind, scorer = "dpo_implicit", implicit_reward_scorer(policy, reference, beta)
     else:
         raise ValueError(f"{model_dir} is a policy: pass its reference for the implicit reward")
-    report = {"kind": kind, "world": "reviews"}
-    report |= evaluate_rm_suite(scorer, build_review_suite(ReviewWorld(), prompts=prompts,
-                                                           seed=seed))  # fmt: skip
+    report = {"kind": kind, "world": world_name}
+    report |= evaluate_rm_suite(scorer, suite)
     if comparisons:
         report["data"] = labels_accuracy_and_ece(scorer, comparisons)
     return report

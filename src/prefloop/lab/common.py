@@ -45,8 +45,7 @@ def prepare_sft_policy(
     vocabulary_texts = [r for _, r in corpus] + world.prompt_pool("all")
     base_dir = build_tiny_model(vocabulary_texts, out_dir / "base", setup.model, seed)
     policy = Policy.from_pretrained(base_dir)
-    result = train_sft(policy, corpus, config, out_dir / "sft")
-    policy.save_pretrained(out_dir / "sft")
+    result = train_sft(policy, corpus, config, out_dir / "sft", overwrite=True)
     return policy, result
 
 

@@ -19,7 +19,7 @@ from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.models.policy import Policy
 from prefloop.models.reward import RewardModel
 from prefloop.train.engine import TrainConfig
-from prefloop.train.preference import train_preference
+from prefloop.train.preference import method_config, train_preference
 from prefloop.train.reward_model import train_reward_model
 from prefloop.worlds.annotators import BradleyTerryAnnotator
 from prefloop.worlds.base import World
@@ -98,7 +98,7 @@ def run_demo(config: DemoConfig, out_dir: str | Path, console: Console | None = 
     console.rule("3/5 reward model (Bradley–Terry)")
     reward_model = RewardModel.from_pretrained(out_dir / "sft", seed=config.seed)
     rm_result = train_reward_model(
-        reward_model, train_pairs, config.reward_model, out_dir / "reward_model"
+        reward_model, train_pairs, config.reward_model, out_dir / "reward_model", overwrite=True
     )
     rm_metrics = evaluate_reward_model(reward_model, world, heldout_pairs)
     console.print(f"reward model held-out accuracy vs gold: {rm_metrics['heldout_accuracy']:.3f}")
@@ -106,7 +106,12 @@ def run_demo(config: DemoConfig, out_dir: str | Path, console: Console | None = 
     console.rule(f"4/5 DPO (beta={config.beta})")
     dpo_policy = Policy.from_pretrained(out_dir / "sft")
     dpo_result = train_preference(
-        dpo_policy, train_pairs, config.dpo, out_dir / "dpo", beta=config.beta
+        dpo_policy,
+        train_pairs,
+        config.dpo,
+        out_dir / "dpo",
+        method_config("dpo", beta=config.beta),
+        overwrite=True,
     )
 
     console.rule("5/5 evaluate on held-out prompts")

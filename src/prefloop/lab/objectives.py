@@ -17,8 +17,14 @@ from typing import Any
 
 from rich.console import Console
 
-from prefloop.algorithms.c3po import CAMERA_BATTERY, build_c3po_data, feedback_metrics, train_c3po
-from prefloop.algorithms.curry_dpo import stages_by_difficulty, train_curry_dpo
+from prefloop.algorithms.c3po import (
+    C3POConfig,
+    VerbalFeedback,
+    build_c3po_data,
+    feedback_metrics,
+    train_c3po,
+)
+from prefloop.algorithms.curry_dpo import CurryDPOConfig, stages_by_difficulty, train_curry_dpo
 from prefloop.data.pairs import comparisons_to_unpaired
 from prefloop.data.records import Comparison
 from prefloop.eval.policy import Samples, evaluate_policy
@@ -27,11 +33,17 @@ from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.lab.demo import label_policy_pairs
 from prefloop.models.policy import Policy
 from prefloop.train.engine import TrainConfig
-from prefloop.train.preference import train_preference
-from prefloop.train.unpaired import train_kto
+from prefloop.train.preference import method_config, train_preference
+from prefloop.train.unpaired import KTOConfig, train_kto
 from prefloop.worlds.annotators import BradleyTerryAnnotator
 from prefloop.worlds.reviews import ReviewWorld
 
+CAMERA_BATTERY = VerbalFeedback(
+    text="when reviewing a camera, always mention the battery",
+    scope=ReviewWorld.product_scope(("camera",), ("watch", "speaker", "lamp", "kettle", "blender")),
+    keyword="battery",
+    sentence="the battery is good .",
+)
 #: The beta grid of objectives whose beta is DPO's KL strength (or plays it: eta, alpha).
 KL_BETAS = (0.03, 0.1, 0.3)
 
@@ -136,19 +148,20 @@ def _trainer(
 ) -> Callable[[Policy, float, Path], None]:
     """A function training a fresh policy with ``run`` at one beta into a directory."""
     train = replace(config.train, seed=config.seed + 2)
+    quiet = {"show_progress": False, "overwrite": True}
     if run.trainer == "kto":
         examples = comparisons_to_unpaired(pairs)
         return lambda policy, beta, out: train_kto(
-            policy, examples, train, out, beta=beta, show_progress=False
+            policy, examples, train, out, KTOConfig(beta=beta), **quiet
         )
     if run.trainer == "curry":
         stages = stages_by_difficulty(pairs, config.curry_stages, lambda c: c.strength or 0.5)
         return lambda policy, beta, out: train_curry_dpo(
-            policy, stages, train, out, beta=beta, show_progress=False
+            policy, stages, train, out, CurryDPOConfig(beta=beta), **quiet
         )
     return lambda policy, beta, out: train_preference(
-        policy, pairs, train, out, run.objective or run.name, beta,
-        options=run.options, show_progress=False,
+        policy, pairs, train, out,
+        method_config(run.objective or run.name, beta=beta, **run.options), **quiet,
     )  # fmt: skip
 
 
@@ -232,8 +245,9 @@ def run_c3po(
     result["policies"]["sft"] = measure(sft_policy)
     for name, sigma_soft, sigma_hard in (("dpo", 0.0, 0.0), ("c3po", 0.2, 0.1)):
         policy = Policy.from_pretrained(out / "sft")
-        train_c3po(policy, data, train, out / "c3po" / name, sigma_soft=sigma_soft,
-                   sigma_hard=sigma_hard, show_progress=False)  # fmt: skip
+        train_c3po(policy, data, train, out / "c3po" / name,
+                   C3POConfig(sigma_soft=sigma_soft, sigma_hard=sigma_hard),
+                   show_progress=False, overwrite=True)  # fmt: skip
         result["policies"][name] = measure(policy)
     for name, m in result["policies"].items():
         console.print(

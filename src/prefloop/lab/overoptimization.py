@@ -21,9 +21,10 @@ from prefloop.eval.report import plt, write_json
 from prefloop.eval.reward_model import pairwise_agreement
 from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.lab.demo import label_policy_pairs
-from prefloop.models.ensemble import RewardEnsemble, train_ensemble
+from prefloop.models.ensemble import RewardEnsemble
 from prefloop.objectives.reward import COMBINE_METHODS, combine_rewards
 from prefloop.train.engine import TrainConfig
+from prefloop.train.ensemble import EnsembleConfig, train_ensemble
 from prefloop.worlds.annotators import BradleyTerryAnnotator
 from prefloop.worlds.reviews import ReviewWorld
 
@@ -119,9 +120,11 @@ def _proxy_ensemble(sft_dir, pairs, config, out, shared_backbone, world, heldout
     """
     prompts, responses, gold = pool
     started = time.perf_counter()
-    ensemble = train_ensemble(
+    ensemble, _ = train_ensemble(
         sft_dir, pairs, replace(config.reward_model, seed=config.seed + 10), out,
-        config.ensemble_size, bootstrap=shared_backbone, shared_backbone=shared_backbone,
+        EnsembleConfig(size=config.ensemble_size, bootstrap=shared_backbone,
+                       shared_backbone=shared_backbone),
+        show_progress=False, overwrite=True,
     )  # fmt: skip
     trained = time.perf_counter()
     scores = ensemble.normalize_on(prompts, responses)  # [K, prompts * samples]

@@ -30,20 +30,19 @@ from prefloop.eval.rm_suite import (
     reward_model_scorer,
 )
 from prefloop.lab.common import BasePolicySetup, start_review_lab
-from prefloop.models.ensemble import train_ensemble
 from prefloop.models.personalized import (
-    PersonalizedPairs,
     VPLRewardModel,
     bag_of_words_embedder,
     personalized_scorer,
-    train_vpl,
 )
 from prefloop.models.policy import Policy
 from prefloop.models.reward import RewardModel
 from prefloop.models.strength import RobustOptions, ensemble_strength, robust_relabel
 from prefloop.train.engine import TrainConfig
-from prefloop.train.preference import train_preference
-from prefloop.train.reward_model import train_reward_model
+from prefloop.train.ensemble import EnsembleConfig, train_ensemble
+from prefloop.train.preference import method_config, train_preference
+from prefloop.train.reward_model import RewardModelConfig, train_reward_model
+from prefloop.train.vpl import PersonalizedPairs, train_vpl
 from prefloop.worlds.review_shifts import build_review_suite
 from prefloop.worlds.reviews import ReviewWorld
 from prefloop.worlds.users import NEUTRAL, USER_TYPES, UserWorld, label_for_users
@@ -141,14 +140,16 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
 
     console.rule("3/6 bt, ensemble, ensemble-heads, bt-robust")
     bt = RewardModel.from_pretrained(out / "sft", seed=config.seed + 10)
-    train_reward_model(bt, pairs, rm_config, out / "bt", show_progress=False)
-    ensemble = train_ensemble(
+    quiet = {"show_progress": False, "overwrite": True}
+    train_reward_model(bt, pairs, rm_config, out / "bt", **quiet)
+    ensemble, _ = train_ensemble(
         out / "sft", pairs, replace(rm_config, seed=config.seed + 20), out / "ensemble",
-        config.ensemble_size,
+        EnsembleConfig(size=config.ensemble_size), **quiet,
     )  # fmt: skip
-    shared = train_ensemble(
+    shared, _ = train_ensemble(
         out / "sft", pairs, replace(rm_config, seed=config.seed + 20), out / "ensemble-heads",
-        config.ensemble_size, bootstrap=True, shared_backbone=True,
+        EnsembleConfig(size=config.ensemble_size, bootstrap=True, shared_backbone=True),
+        **quiet,
     )  # fmt: skip
     mu, sigma = ensemble_strength(ensemble, pairs)
     treated = robust_relabel(pairs, mu, sigma, config.robust)
@@ -156,8 +157,8 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
                   for t in ("flipped", "ambiguous", "strong")}  # fmt: skip
     console.print(f"Secrets-II treatment: {treatments}")
     robust = RewardModel.from_pretrained(out / "sft", seed=config.seed + 10)
-    train_reward_model(robust, treated, rm_config, out / "bt-robust", use_margin=True,
-                       use_strength=True, show_progress=False)  # fmt: skip
+    train_reward_model(robust, treated, rm_config, out / "bt-robust",
+                       RewardModelConfig(use_margin=True, use_strength=True), **quiet)  # fmt: skip
 
     console.rule("4/6 VPL personalized reward model")
     # VPL on frozen SFT-backbone features did not personalize (concise/verbose accuracy 0.27 /
@@ -165,10 +166,11 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
     corpus_words = {
         w for _, r in world.corpus(config.base.corpus_size, config.seed) for w in r.split()
     }
-    embed = bag_of_words_embedder(sorted(corpus_words))
+    embed = bag_of_words_embedder(sorted(corpus_words),
+                                  prompt_feature=ReviewWorld.mentions_requested_aspect)  # fmt: skip
     data = PersonalizedPairs(pairs, embed)
     vpl = VPLRewardModel(data.chosen.shape[1])
-    train_vpl(vpl, data, replace(config.vpl, seed=config.seed + 30), out / "vpl")
+    train_vpl(vpl, data, replace(config.vpl, seed=config.seed + 30), out / "vpl", **quiet)
     contexts = {uid: [c for c in pairs if c.annotator == uid][: config.vpl_context]
                 for uid in data.by_user}  # fmt: skip
     user_type = {c.annotator: c.metadata["user_type"] for c in pairs}
@@ -180,7 +182,7 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
     console.rule("5/6 DPO (implicit reward)")
     dpo = Policy.from_pretrained(out / "sft")
     train_preference(dpo, pairs, replace(config.dpo, seed=config.seed + 40), out / "dpo",
-                     beta=config.beta)  # fmt: skip
+                     method_config("dpo", beta=config.beta), **quiet)  # fmt: skip
 
     console.rule("6/6 eval-rm suite and per-user-type accuracy")
     scorers: dict[str, Scorer] = {

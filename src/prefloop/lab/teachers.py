@@ -22,11 +22,11 @@ from prefloop.eval.report import write_json
 from prefloop.eval.reward_model import evaluate_reward_model
 from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.lab.regret_labels import RegretLabelsConfig, run_regret_labels
-from prefloop.models.ensemble import train_ensemble
 from prefloop.models.reward import RewardModel
 from prefloop.models.strength import RobustOptions, ensemble_strength, robust_relabel
 from prefloop.train.engine import TrainConfig
-from prefloop.train.reward_model import train_reward_model
+from prefloop.train.ensemble import EnsembleConfig, train_ensemble
+from prefloop.train.reward_model import RewardModelConfig, train_reward_model
 from prefloop.worlds.review_shifts import gold_pairs
 from prefloop.worlds.teachers import BPrefTeacher
 
@@ -78,20 +78,21 @@ def _agreement(
     **options,
 ) -> float:  # fmt: skip
     model = RewardModel.from_pretrained(sft_dir, seed=config.seed)
-    train_reward_model(model, labels, config, out, show_progress=False, **options)
+    train_reward_model(model, labels, config, out, RewardModelConfig(**options),
+                       show_progress=False, overwrite=True)  # fmt: skip
     return evaluate_reward_model(model, world, heldout)["heldout_accuracy"]
 
 
 def _secrets_ii(sft_dir, labels, config: TeacherKnobsConfig, out: Path):
     """Labels after the Secrets-II treatment, with strengths from a K-head bootstrap ensemble."""
-    ensemble = train_ensemble(
+    ensemble, _ = train_ensemble(
         sft_dir,
         labels,
         replace(config.reward_model, seed=config.seed + 7),
         out,
-        config.strength_heads,
-        bootstrap=True,
-        shared_backbone=True,
+        EnsembleConfig(size=config.strength_heads, bootstrap=True, shared_backbone=True),
+        show_progress=False,
+        overwrite=True,
     )
     return robust_relabel(labels, *ensemble_strength(ensemble, labels), config.robust)
 

@@ -1,9 +1,8 @@
 """Reward-model ensembles: K reward models scored together and combined (mean, WCO, UWO).
 
-Members differ by seed (value-head init and data order) and optionally by a bootstrap resample
-of the training pairs. They are either independent models (K backbones, K times the training
-and scoring compute) or K heads on one shared backbone (``shared_backbone=True``: one model's
-compute; the heads differ only by their init and bootstrap weights). Each head's scores can be
+Members are either independent models (K backbones, K times the training and scoring compute)
+or K heads on one shared backbone (one model's compute; the heads differ only by their init and
+bootstrap weights); ``train/ensemble.py`` trains both. Each head's scores can be
 standardised with statistics taken on a reference set of responses, so that heads with
 different offsets and scales are comparable before their variance (UWO) or minimum (WCO) is
 taken.
@@ -11,18 +10,13 @@ taken.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
-from dataclasses import replace
-from pathlib import Path
 
 import torch
 
-from prefloop.data.records import Comparison, Prompt
+from prefloop.data.records import Prompt
 from prefloop.models.reward import RewardModel
 from prefloop.objectives.reward import combine_rewards
-from prefloop.train.engine import TrainConfig
-from prefloop.train.reward_model import train_reward_model
 
 
 def _head_rows(scores: torch.Tensor) -> torch.Tensor:
@@ -77,63 +71,3 @@ class RewardEnsemble:
         uwo_lambda: float = 0.5,
     ) -> torch.Tensor:
         return combine_rewards(self.member_scores(prompts, responses), method, uwo_lambda)
-
-
-def bootstrap_sample(comparisons: Sequence[Comparison], seed: int) -> list[Comparison]:
-    """A resample with replacement of the same size (bagging)."""
-    rng = random.Random(seed)
-    return [comparisons[rng.randrange(len(comparisons))] for _ in comparisons]
-
-
-def train_ensemble(
-    backbone: str | Path,
-    comparisons: Sequence[Comparison],
-    config: TrainConfig,
-    out_dir: str | Path,
-    size: int,
-    bootstrap: bool = False,
-    show_progress: bool = False,
-    shared_backbone: bool = False,
-    **train_options,
-) -> RewardEnsemble:
-    """Train ``size`` reward models from ``backbone`` on ``comparisons`` with seeds seed..seed+K-1.
-
-    ``bootstrap`` gives each member its own resample of the pairs; extra keyword arguments go to
-    ``train_reward_model`` (margin, label smoothing). Members are saved in ``out_dir/member-k``;
-    with ``shared_backbone`` one K-head model is trained instead (bootstrap as per-head pair
-    counts) and saved in ``out_dir/shared``.
-    """
-    if shared_backbone:
-        model = RewardModel.from_pretrained(backbone, seed=config.seed, heads=size)
-        weights = torch.ones(len(comparisons), size)
-        if bootstrap:
-            indices = list(range(len(comparisons)))
-            for k in range(size):
-                counts = torch.bincount(
-                    torch.tensor(bootstrap_sample(indices, config.seed + k)),
-                    minlength=len(comparisons),
-                )
-                weights[:, k] = counts.float()
-        shared_dir = Path(out_dir) / "shared"
-        train_reward_model(model, list(comparisons), config, shared_dir,
-                           show_progress=show_progress, head_weights=weights,
-                           **train_options)  # fmt: skip
-        model.save_pretrained(shared_dir)
-        return RewardEnsemble([model])
-    members = []
-    for k in range(size):
-        seed = config.seed + k
-        data = bootstrap_sample(comparisons, seed) if bootstrap else list(comparisons)
-        member = RewardModel.from_pretrained(backbone, seed=seed)
-        member_dir = Path(out_dir) / f"member-{k}"
-        train_reward_model(
-            member,
-            data,
-            replace(config, seed=seed),
-            member_dir,
-            show_progress=show_progress,
-            **train_options,
-        )
-        member.save_pretrained(member_dir)
-        members.append(member)
-    return RewardEnsemble(members)

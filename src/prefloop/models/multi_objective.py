@@ -1,7 +1,8 @@
 """Multi-objective reward model and Directional Preference Alignment (DPA) directions.
 
 One output per named aspect (UltraFeedback-style aspect ratings, or a lab world's gold aspects),
-trained by regression: min E ‖r̂(x, y) − r(x, y)‖² (Wang et al., DPA). A user states a
+trained by regression, min E ‖r̂(x, y) − r(x, y)‖² (Wang et al., DPA; see
+``train/multi_objective.py``). A user states a
 direction v (‖v‖ = 1) and the scalar reward is vᵀ r̂(x, y); with two aspects DPA writes
 v = (cos θ, sin θ).
 """
@@ -15,10 +16,10 @@ from pathlib import Path
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-from prefloop.data.records import Prompt, Rating
+from prefloop.data.records import Prompt
 from prefloop.models.policy import default_device
+from prefloop.models.pretrained import check_model_dir
 from prefloop.models.reward import RewardModel
-from prefloop.train.engine import TrainConfig, TrainResult, run_training
 
 
 class MultiObjectiveRewardModel(RewardModel):
@@ -33,6 +34,7 @@ class MultiObjectiveRewardModel(RewardModel):
         cls, path: str | Path, aspects: Sequence[str] | None = None, seed: int = 0, **_
     ) -> MultiObjectiveRewardModel:
         """Load a saved model (aspects from its config) or start one from a causal LM."""
+        path = check_model_dir(path)
         torch.manual_seed(seed)
         saved = AutoModelForSequenceClassification.from_pretrained(path).config.id2label
         aspects = list(aspects or [saved[i] for i in range(len(saved))])
@@ -70,36 +72,3 @@ def dpa_direction(angle_degrees: float) -> torch.Tensor:
 def directional_reward(aspect_rewards: torch.Tensor, direction: Sequence[float]) -> torch.Tensor:
     """vᵀ r̂ with v normalised to unit length; ``aspect_rewards`` is [B, k]."""
     return aspect_rewards @ unit_direction(direction).to(aspect_rewards)
-
-
-def aspect_examples(ratings: Sequence[Rating], aspects: Sequence[str]):
-    """(prompt, response, [k] targets) per rated response, from ``Rating.aspect_scores``."""
-    rows = []
-    for rating in ratings:
-        if rating.aspect_scores is None:
-            raise ValueError("multi-objective training needs aspect_scores on every rating")
-        for i, response in enumerate(rating.responses):
-            target = [rating.aspect_scores[a][i] for a in aspects]
-            rows.append((rating.prompt, response, target))
-    return rows
-
-
-def train_multi_objective(
-    model: MultiObjectiveRewardModel,
-    ratings: Sequence[Rating],
-    config: TrainConfig,
-    out_dir: str | Path,
-    show_progress: bool = False,
-) -> TrainResult:
-    """Regress every aspect output on its rating (mean squared error over aspects)."""
-    rows = aspect_examples(ratings, model.aspects)
-
-    def loss_fn(indices: Sequence[int]):
-        batch = [rows[i] for i in indices]
-        predicted = model.forward(model.encode([r[0] for r in batch], [r[1] for r in batch]))
-        target = torch.tensor([r[2] for r in batch], device=predicted.device)
-        loss = (predicted - target).pow(2).mean()
-        return loss, {"mse": loss.item()}
-
-    return run_training(model.model, len(rows), loss_fn, config, out_dir, model.save_pretrained,
-                        description="multi-objective RM", show_progress=show_progress)  # fmt: skip

@@ -11,7 +11,8 @@ A user is a latent z inferred from a few of their labelled pairs:
 * heads give μ and log σ², clamped to [−1, 1]; z = μ + σ·ε, renormalised to ‖z‖ = √d
   (the authors' code); at evaluation z = μ (renormalised the same way);
 * decoder r(x, y | z) = MLP([e(x,y); z]); likelihood σ(r(y_c|z) − r(y_r|z));
-* loss = BT negative log-likelihood + ``kl_weight`` · KL(N(μ, σ²) ‖ N(0, I)).
+* loss = BT negative log-likelihood + ``kl_weight`` · KL(N(μ, σ²) ‖ N(0, I))
+  (:func:`prefloop.objectives.vpl_loss`; trained by ``train/vpl.py``).
 
 Embeddings e(x, y) come from a frozen backbone (last hidden state at the last token and the
 mean over response tokens), computed once, so the personalized head trains in seconds on a CPU.
@@ -21,17 +22,13 @@ With ``personalized=False`` the same module is a plain Bradley–Terry head on t
 
 from __future__ import annotations
 
-import random
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
 
 from prefloop.data.records import Comparison, Prompt
 from prefloop.models.policy import Policy
-from prefloop.objectives.reward import bradley_terry_loss
-from prefloop.train.engine import TrainConfig, TrainResult, run_training
 
 Embedder = Callable[[Sequence[Prompt], Sequence[str]], torch.Tensor]
 
@@ -59,23 +56,31 @@ def backbone_embedder(policy: Policy, batch_size: int = 128) -> Embedder:
     return embed
 
 
-def bag_of_words_embedder(vocabulary: Sequence[str], scale: float = 24.0) -> Embedder:
-    """Word counts / ``scale`` over a fixed vocabulary plus the requested-word indicator.
+#: An extra feature of a (prompt, response words) pair that the word counts cannot see.
+PromptFeature = Callable[[Prompt, list[str]], float]
+
+
+def bag_of_words_embedder(
+    vocabulary: Sequence[str], scale: float = 24.0, prompt_feature: PromptFeature | None = None
+) -> Embedder:
+    """Word counts / ``scale`` over a fixed vocabulary, plus ``prompt_feature`` if given.
 
     A cheap, model-free embedder for tests and for separating the latent-user mechanism from
-    the quality of a backbone's features.
+    the quality of a backbone's features. The prompt feature (a world's, e.g. "the response
+    mentions what the prompt asked for") is the last column.
     """
     index = {w: i for i, w in enumerate(vocabulary)}
+    extra = 1 if prompt_feature is not None else 0
 
     def embed(prompts: Sequence[Prompt], responses: Sequence[str]) -> torch.Tensor:
-        features = torch.zeros(len(responses), len(index) + 1)
+        features = torch.zeros(len(responses), len(index) + extra)
         for row, (prompt, response) in enumerate(zip(prompts, responses)):
             words = response.split()
             for word in words:
                 if word in index:
                     features[row, index[word]] += 1.0 / scale
-            requested = str(prompt).split()[-2]
-            features[row, -1] = float(requested in words)
+            if prompt_feature is not None:
+                features[row, -1] = float(prompt_feature(prompt, words))
         return features
 
     return embed
@@ -127,86 +132,19 @@ class VPLRewardModel(nn.Module):
         """r for features [N, d] under latents [N, k]."""
         return self.decoder(torch.cat([features, z], -1)).squeeze(-1)
 
-    def loss(
+    def forward(
         self,
         chosen: torch.Tensor,
         rejected: torch.Tensor,
         context_chosen: torch.Tensor,
         context_rejected: torch.Tensor,
-        kl_weight: float,
-        strength: torch.Tensor | None = None,
-        margin: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """ELBO on target pairs [N, d] whose users' contexts are [N, C, d].
-
-        ``strength`` (soft targets) and ``margin`` enter the BT likelihood as in
-        ``bradley_terry_loss``.
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rewards of target pairs [N, d] under latents sampled from their users' contexts
+        [N, C, d]: (r(chosen | z), r(rejected | z), μ, log σ²) for :func:`vpl_loss`.
         """
         mu, logvar = self.posterior(context_chosen, context_rejected)
         z = self.latent(mu, logvar, sample=True)
-        r_c, r_r = self.reward(chosen, z), self.reward(rejected, z)
-        nll = bradley_terry_loss(r_c, r_r, margin=margin, strength=strength).mean()
-        kl = -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1).mean()
-        loss = nll + (kl_weight * kl if self.personalized else 0.0)
-        return loss, {
-            "nll": nll.item(),
-            "kl": kl.item(),
-            "accuracy": (r_c > r_r).float().mean().item(),
-        }
-
-
-class PersonalizedPairs:
-    """Embedded comparisons grouped by user (``Comparison.annotator``), for VPL training."""
-
-    def __init__(self, comparisons: Sequence[Comparison], embed: Embedder):
-        prompts = [c.prompt for c in comparisons]
-        self.chosen = embed(prompts, [c.chosen for c in comparisons])
-        self.rejected = embed(prompts, [c.rejected for c in comparisons])
-        self.strengths = torch.tensor([1.0 if c.strength is None else c.strength
-                                       for c in comparisons])  # fmt: skip
-        self.margins = torch.tensor([c.margin or 0.0 for c in comparisons])
-        self.users = [c.annotator or "anonymous" for c in comparisons]
-        self.by_user: dict[str, list[int]] = {}
-        for i, user in enumerate(self.users):
-            self.by_user.setdefault(user, []).append(i)
-
-    def __len__(self) -> int:
-        return len(self.users)
-
-    def context(self, targets: Sequence[int], size: int, rng: random.Random) -> list[list[int]]:
-        """For each target pair, ``size`` other pairs of the same user (with replacement)."""
-        rows = []
-        for i in targets:
-            pool = [j for j in self.by_user[self.users[i]] if j != i] or [i]
-            rows.append([rng.choice(pool) for _ in range(size)])
-        return rows
-
-
-def train_vpl(
-    model: VPLRewardModel,
-    data: PersonalizedPairs,
-    config: TrainConfig,
-    out_dir: str | Path,
-    context_size: int = 8,
-    kl_weight: float = 0.01,
-    show_progress: bool = False,
-) -> TrainResult:
-    """Fit the VPL model (or the BT head, ``personalized=False``) with the shared engine."""
-    rng = random.Random(config.seed)
-
-    def loss_fn(indices: Sequence[int]):
-        context = torch.tensor(data.context(indices, context_size, rng))
-        return model.loss(data.chosen[indices], data.rejected[indices], data.chosen[context],
-                          data.rejected[context], kl_weight, data.strengths[indices],
-                          data.margins[indices])  # fmt: skip
-
-    def save(path: Path) -> None:
-        from safetensors.torch import save_model
-
-        save_model(model, str(path / "model.safetensors"))
-
-    return run_training(model, len(data), loss_fn, config, out_dir, save,
-                        description="vpl", show_progress=show_progress)  # fmt: skip
+        return self.reward(chosen, z), self.reward(rejected, z), mu, logvar
 
 
 @torch.no_grad()

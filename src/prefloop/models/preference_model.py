@@ -6,8 +6,9 @@ preference is made antisymmetric by construction,
     P(a ≻ b | x) = σ(f(x, a, b) − f(x, b, a)),
 
 so P(a ≻ b) + P(b ≻ a) = 1 exactly, while cycles (a ≻ b ≻ c ≻ a) remain representable — what
-Nash-style methods need and a scalar reward model cannot give. Training reuses the
-Bradley–Terry loss with f(x, chosen, rejected) and f(x, rejected, chosen) in place of rewards.
+Nash-style methods need and a scalar reward model cannot give. Training
+(``train/preference_model.py``) reuses the Bradley–Terry loss with f(x, chosen,
+rejected) and f(x, rejected, chosen) in place of rewards.
 """
 
 from __future__ import annotations
@@ -17,10 +18,8 @@ from pathlib import Path
 
 import torch
 
-from prefloop.data.records import Comparison, Prompt
+from prefloop.data.records import Prompt
 from prefloop.models.reward import RewardModel
-from prefloop.objectives.reward import bradley_terry_loss
-from prefloop.train.engine import TrainConfig, TrainResult, run_training
 
 
 class PairwisePreferenceModel:
@@ -55,26 +54,3 @@ class PairwisePreferenceModel:
         forward, backward = self.logits(prompts, first, second)
         self.scorer.model.train(was_training)
         return torch.sigmoid(forward - backward).cpu()
-
-
-def train_preference_model(
-    model: PairwisePreferenceModel,
-    comparisons: Sequence[Comparison],
-    config: TrainConfig,
-    out_dir: str | Path,
-    show_progress: bool = False,
-) -> TrainResult:
-    """Maximise log P(chosen ≻ rejected | x); a record's ``strength`` is the soft target."""
-
-    def loss_fn(indices: Sequence[int]):
-        pairs = [comparisons[i] for i in indices]
-        forward, backward = model.logits([c.prompt for c in pairs], [c.chosen for c in pairs],
-                                         [c.rejected for c in pairs])  # fmt: skip
-        strength = torch.tensor([1.0 if c.strength is None else c.strength for c in pairs],
-                                device=forward.device)  # fmt: skip
-        loss = bradley_terry_loss(forward, backward, strength=strength).mean()
-        return loss, {"accuracy": (forward > backward).float().mean().item()}
-
-    return run_training(model.scorer.model, len(comparisons), loss_fn, config, out_dir,
-                        model.save_pretrained, description="preference model",
-                        show_progress=show_progress)  # fmt: skip

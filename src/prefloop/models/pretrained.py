@@ -14,6 +14,38 @@ from transformers import AutoTokenizer, PreTrainedModel
 from prefloop.data.records import Prompt, prompt_text
 
 
+class ModelPathError(ValueError):
+    """A path that is not a local model directory; the message says what is missing."""
+
+
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.safetensors.index.json")
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """``path`` as a local Hugging Face model (or adapter) directory, or a clear error.
+
+    Nothing is fetched from a hub: a name that is not a local directory is refused rather than
+    taken for a repository id.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ModelPathError(f"{path}: no such model directory (a local Hugging Face model "
+                             "directory is expected; nothing is downloaded)")  # fmt: skip
+    if not path.is_dir():
+        raise ModelPathError(f"{path}: a file, not a model directory")
+    missing = []
+    if not (path / "config.json").exists() and not (path / "adapter_config.json").exists():
+        missing.append("config.json")
+    if not any(next(path.glob(pattern), None) for pattern in WEIGHT_PATTERNS):
+        missing.append("weights (*.safetensors or pytorch_model.bin)")
+    if not any((path / name).exists() for name in TOKENIZER_FILES):
+        missing.append("a tokenizer (tokenizer.json or tokenizer_config.json)")
+    if missing:
+        raise ModelPathError(f"{path}: not a model directory: missing {', '.join(missing)}")
+    return path
+
+
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
@@ -67,6 +99,7 @@ class PretrainedModel:
 
     @classmethod
     def load(cls, path: str | Path, dtype: torch.dtype, device: str | None, **model_kwargs):
+        path = check_model_dir(path)
         model = cls.auto_class.from_pretrained(path, dtype=dtype, **model_kwargs)
         model.to(device or default_device())
         return cls(model, AutoTokenizer.from_pretrained(path))
@@ -74,6 +107,11 @@ class PretrainedModel:
     def save_pretrained(self, path: str | Path) -> None:
         self.model.save_pretrained(path)
         self.tokenizer.save_pretrained(path)
+
+    @property
+    def config(self):
+        """The model's configuration, also while a distributed wrapper holds the model."""
+        return getattr(self.model, "module", self.model).config
 
     @property
     def device(self) -> torch.device:

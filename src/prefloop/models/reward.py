@@ -50,7 +50,7 @@ class RewardModel(PretrainedModel):
 
     @property
     def heads(self) -> int:
-        return self.model.config.num_labels
+        return self.config.num_labels
 
     def forward(self, batch: TokenizedBatch) -> torch.Tensor:
         """Rewards for an encoded batch, with gradients; shape [B], or [B, K] with K heads."""

@@ -54,3 +54,33 @@ def combine_rewards(rewards: Tensor, method: str = "mean", uwo_lambda: float = 0
     if method == "uwo":
         return rewards.mean(dim=0) - uwo_lambda * rewards.var(dim=0, unbiased=False)
     raise ValueError(f"combine_rewards: unknown method {method!r}; use one of {COMBINE_METHODS}")
+
+
+def regression_loss(predicted: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over examples and outputs (multi-objective reward heads, DPA)."""
+    return (predicted - target).pow(2).mean()
+
+
+def gaussian_kl(mu: Tensor, logvar: Tensor) -> Tensor:
+    """KL(N(μ, σ²) ‖ N(0, I)) per row, summed over the latent dimensions."""
+    return -0.5 * (1 + logvar - mu.pow(2) - logvar.exp()).sum(-1)
+
+
+def vpl_loss(
+    chosen_rewards: Tensor,
+    rejected_rewards: Tensor,
+    mu: Tensor,
+    logvar: Tensor,
+    kl_weight: float = 0.01,
+    margin: Margin = None,
+    strength: Tensor | float | None = None,
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Negative ELBO of Variational Preference Learning (Poddar et al. 2024), with its parts.
+
+    ``BT(r(y_c|z), r(y_r|z)) + kl_weight · KL(q(z | context) ‖ N(0, I))``, each term a batch
+    mean; returns (loss, nll, kl). ``kl_weight = 0`` is a plain BT head on the latent.
+    """
+    nll = bradley_terry_loss(chosen_rewards, rejected_rewards, margin=margin,
+                             strength=strength).mean()  # fmt: skip
+    kl = gaussian_kl(mu, logvar).mean()
+    return nll + kl_weight * kl, nll, kl

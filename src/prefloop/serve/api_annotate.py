@@ -168,7 +168,7 @@ def submit(
         raise
     out = judgment_out(judgment, "human")
     session.commit()
-    announce(project, out)
+    announce(session, project, out)
     return out
 
 

@@ -131,12 +131,14 @@ def add_ai_judgment(
     """Record an AI judge's answer (one per item and judge = name, model, prompt version).
 
     ``order`` is the response indices as the judge saw them (pairwise: the two compared),
-    default all responses in stored order; the label uses those positions. AI judgments do
-    not take annotator slots (R).
+    default all responses in stored order (a rating must cover all of them); the label uses
+    those positions. AI judgments do not take annotator slots (R).
     """
     project = admin_project(session, project_id, who)
     item = _item(session, project, body.item_id)
     order = body.order or list(range(2 if project.task == "pairwise" else len(item.responses)))
+    if project.task == "rating" and sorted(order) != list(range(len(item.responses))):
+        raise HTTPException(422, "a rating judgment must score every response: 'order' lists all")
     canonical = canonicalize(project, body.label, order, len(item.responses))
     raw = body.label.model_dump(exclude_none=True)
     judge = _ai_judge(session, body)
@@ -159,5 +161,5 @@ def add_ai_judgment(
     session.flush()
     out = judgment_out(judgment, "ai")
     session.commit()
-    announce(project, out)
+    announce(session, project, out)
     return out

@@ -19,6 +19,7 @@ from prefloop.serve.auth import (
 )
 from prefloop.serve.common import (
     admin_project,
+    checked_webhook_url,
     get_project,
     project_out,
 )
@@ -42,7 +43,7 @@ def create_project(
 ) -> ProjectCreated:
     """Create a project; its admin token and webhook secret are returned this once only."""
     values = body.model_dump()
-    values["webhook_url"] = str(body.webhook_url) if body.webhook_url else None
+    values["webhook_url"] = checked_webhook_url(session, body.webhook_url)
     project = Project(**values, webhook_secret=webhooks.new_secret())
     session.add(project)
     session.flush()
@@ -91,8 +92,8 @@ def update_project(
     """Change guideline (and its version), selection rule, warm-up or webhook URL."""
     project = admin_project(session, project_id, who)
     changes = body.model_dump(exclude_unset=True)
-    if "webhook_url" in changes and changes["webhook_url"] is not None:
-        changes["webhook_url"] = str(changes["webhook_url"])
+    if "webhook_url" in changes:
+        changes["webhook_url"] = checked_webhook_url(session, changes["webhook_url"])
     for key, value in changes.items():
         setattr(project, key, value)
     audit(session, who, "update_project", project.id, f"project:{project.id}", **changes)

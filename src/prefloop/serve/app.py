@@ -16,16 +16,29 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DataError, IntegrityError, OperationalError
 
 from prefloop.serve import api_annotate, api_items, api_people, api_projects, api_results
+from prefloop.serve.api_dashboard import router as dashboard_router
 from prefloop.serve.auth import Principal, principal
+from prefloop.serve.common import ALLOW_PRIVATE_WEBHOOKS
 from prefloop.serve.db import make_sessionmaker
 from prefloop.serve.labels import LabelError
+from prefloop.serve.middleware import BodyLimit, JsonBodies, SecurityHeaders
+from prefloop.serve.throttle import FailedAuthThrottle
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024 * 1024
 
 
-def create_app(engine: Engine) -> FastAPI:
-    """An app bound to ``engine`` (already migrated: see :func:`prefloop.serve.migrate.upgrade`)."""
+def create_app(
+    engine: Engine,
+    allow_private_webhooks: bool = False,
+    auth_throttle: FailedAuthThrottle | None = None,
+) -> FastAPI:
+    """An app bound to ``engine`` (already migrated: see :func:`prefloop.serve.migrate.upgrade`).
+
+    ``allow_private_webhooks`` lets projects post webhooks to loopback, private and link-local
+    addresses (a receiver on the same machine or network); by default only public ones.
+    ``auth_throttle`` limits failed authentications per address (default: 20 a minute).
+    """
     app = FastAPI(
         title="prefloop feedback service",
         version="1",
@@ -34,8 +47,11 @@ def create_app(engine: Engine) -> FastAPI:
         redoc_url=None,
     )
     app.state.sessions = make_sessionmaker(engine)
+    app.state.sessions.configure(info={ALLOW_PRIVATE_WEBHOOKS: allow_private_webhooks})
+    app.state.auth_throttle = auth_throttle or FailedAuthThrottle()
     for module in (api_projects, api_people, api_items, api_annotate, api_results):
         app.include_router(module.router, prefix="/api/v1")
+    app.include_router(dashboard_router)  # the page and its endpoint carry their own paths
 
     @app.get("/api/v1/me", tags=["auth"])
     def me(who: Principal = Depends(principal)) -> dict:
@@ -79,11 +95,8 @@ def create_app(engine: Engine) -> FastAPI:
         """Values the database cannot hold (e.g. NUL characters in PostgreSQL text)."""
         return JSONResponse({"detail": f"value not storable: {err.orig}"}, status_code=422)
 
-    @app.middleware("http")
-    async def _limit_body(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
-            return JSONResponse({"detail": f"body larger than {MAX_BODY} bytes"}, status_code=413)
-        return await call_next(request)
+    app.add_middleware(JsonBodies, api_prefix="/api/")
+    app.add_middleware(BodyLimit, limit=MAX_BODY)
+    app.add_middleware(SecurityHeaders, api_prefix="/api/")  # outermost: the 413 gets them too
 
     return app

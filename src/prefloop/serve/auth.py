@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from prefloop.serve.db import Credential, Judge, Member, utcnow
+from prefloop.serve.throttle import FailedAuthThrottle
 
 SERVER_ADMIN, PROJECT_ADMIN, ANNOTATOR = "server_admin", "project_admin", "annotator"
 TOKEN_PREFIX = {SERVER_ADMIN: "pfs_", PROJECT_ADMIN: "pfa_", ANNOTATOR: "pfu_"}
@@ -65,15 +66,24 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 def principal(request: Request, session: Session = Depends(get_session)) -> Principal:
-    """Resolve the ``Authorization: Bearer`` token, or fail with 401."""
+    """Resolve the ``Authorization: Bearer`` token, or fail with 401; 429 while the caller's
+    address has too many recent failures (see :mod:`prefloop.serve.throttle`).
+
+    The token is found by its digest (an indexed lookup, so no secret is compared in Python).
+    """
     scheme, _, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise HTTPException(401, "missing bearer token", {"WWW-Authenticate": "Bearer"})
+    throttle: FailedAuthThrottle = request.app.state.auth_throttle
+    address = request.client.host if request.client else ""
+    if (wait := throttle.retry_after(address)) is not None:
+        detail = f"too many failed authentications from this address; retry in {wait} s"
+        raise HTTPException(429, detail, {"Retry-After": str(wait)})
     cred = session.scalar(select(Credential).where(Credential.token_hash == hash_token(token)))
     if cred is None or cred.revoked_at is not None:
+        throttle.failed(address)
         raise HTTPException(401, "invalid or revoked token", {"WWW-Authenticate": "Bearer"})
-    found = Principal(cred.id, cred.role, cred.project_id, cred.judge_id)
-    return found
+    return Principal(cred.id, cred.role, cred.project_id, cred.judge_id)
 
 
 def require_server_admin(who: Principal = Depends(principal)) -> Principal:

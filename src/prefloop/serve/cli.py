@@ -6,22 +6,20 @@ it once); ``import_command`` and ``export_command`` move items and judgments thr
 
 from __future__ import annotations
 
-import json
-import os
 from pathlib import Path
 
+from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from prefloop.data.io import load_records
+from prefloop.data.errors import FeedbackFormatError
 from prefloop.serve.audit import audit
 from prefloop.serve.auth import SERVER_ADMIN, issue_token
 from prefloop.serve.db import Credential, Project, make_engine, make_sessionmaker
 from prefloop.serve.export import FORMS, ndjson, project_records, rows
-from prefloop.serve.items import insert_items, item_from_record
+from prefloop.serve.items import ItemFileError, insert_items, items_from_file
 from prefloop.serve.migrate import upgrade
-from prefloop.serve.schemas import ItemIn
 
 DEFAULT_DB = "sqlite:///prefloop-feedback.db"
 
@@ -56,16 +54,19 @@ def serve_command(
     host: str = "127.0.0.1",
     port: int = 8000,
     init: bool = False,
+    *,
     workers: int = 1,
+    allow_private_webhooks: bool = False,
 ) -> None:
     """Run the server on ``host:port`` against ``db`` (``sqlite:///path`` or ``postgresql://``)
-    in ``workers`` processes sharing the port (more than one on PostgreSQL only).
+    in ``workers`` processes sharing the port (more than one on PostgreSQL only);
+    ``allow_private_webhooks`` as in :func:`prefloop.serve.app.create_app`.
 
     Migrations and ``init`` run once, in this process, before any worker starts.
     """
     import uvicorn
 
-    from prefloop.serve.workers import APP_FACTORY, DB_ENV, check_workers
+    from prefloop.serve.workers import APP_FACTORY, check_workers, export_app_options
 
     engine = open_db(db)
     check_workers(engine.dialect.name, workers)
@@ -75,7 +76,7 @@ def serve_command(
             raise SystemExit("already initialised: a server admin token exists (none is reprinted)")
         print(f"server admin token (shown once, store it now): {token}", flush=True)
     engine.dispose()
-    os.environ[DB_ENV] = db
+    export_app_options(db, allow_private_webhooks)
     uvicorn.run(
         APP_FACTORY, factory=True, workers=workers, host=host, port=port, log_level="warning"
     )
@@ -88,32 +89,23 @@ def _project(session, project_id: int) -> Project:
     return project
 
 
-def _item_lines(source: Path) -> list[ItemIn]:
-    """Items from a JSONL file in the API's item form; empty if the file is not in that form."""
-    if source.suffix != ".jsonl":
-        return []
-    lines = [line for line in source.read_text(encoding="utf-8").splitlines() if line.strip()]
-    first = json.loads(lines[0]) if lines else {}
-    if "responses" not in first or not set(first) <= set(ItemIn.model_fields):
-        return []
-    return [
-        ItemIn.model_validate({"external_id": f"{source.name}:{n}", **json.loads(line)})
-        for n, line in enumerate(lines)
-    ]
-
-
 def import_command(path: str, project: int, db: str = DEFAULT_DB) -> int:
     """Add items from a file: prefloop/TRL records (JSONL, Parquet, HF folder: comparisons or
     ratings) or JSONL lines in the API's item form (``{"prompt", "responses", ...}``).
 
     Returns the number of new items; rows already imported (same file and line) are skipped.
+    A malformed file exits with ``file:line: field '...': what is wrong``, storing nothing.
     """
     source = Path(path)
-    specs = _item_lines(source) or [
-        item_from_record(r, f"{source.name}:{n}") for n, r in enumerate(load_records(source))
-    ]
+    try:
+        specs = items_from_file(source)
+    except (ItemFileError, FeedbackFormatError) as err:
+        raise SystemExit(str(err)) from None
     with make_sessionmaker(open_db(db))() as session:
-        _ids, created = insert_items(session, _project(session, project), specs)
+        try:
+            _ids, created = insert_items(session, _project(session, project), specs)
+        except HTTPException as err:  # e.g. an external_id given twice
+            raise SystemExit(f"{source}: {err.detail}") from None
         audit(session, "cli", "import_items", project, str(source), count=created)
         session.commit()
     return created

@@ -6,7 +6,7 @@ from fastapi import HTTPException
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from prefloop.serve import webhooks
+from prefloop.serve import deliveries, webhooks
 from prefloop.serve.auth import Principal, require_project_admin
 from prefloop.serve.db import Judge, Judgment, Project, as_utc
 from prefloop.serve.schemas import JudgmentOut, ProjectOut
@@ -60,8 +60,33 @@ def admin_project(session: Session, project_id: int, who: Principal) -> Project:
     return project
 
 
-def announce(project: Project, judgment: JudgmentOut) -> None:
-    """Send the project's signed ``judgment.created`` webhook, if it has one (after commit)."""
+#: ``Session.info`` key, set by ``create_app``: may webhooks go to non-public addresses?
+ALLOW_PRIVATE_WEBHOOKS = "allow_private_webhooks"
+
+
+def private_webhooks_allowed(session: Session | None) -> bool:
+    """The app's setting; False (public targets only) where no app's session is at hand."""
+    return session is not None and bool(session.info.get(ALLOW_PRIVATE_WEBHOOKS, False))
+
+
+def checked_webhook_url(session: Session, url: object) -> str | None:
+    """``url`` as text if the server may post to it; 422 saying why not otherwise."""
+    if url is None:
+        return None
+    try:
+        webhooks.resolve_target(str(url), private_webhooks_allowed(session))
+    except webhooks.WebhookTargetError as err:
+        raise HTTPException(422, f"webhook_url: {err}") from None
+    return str(url)
+
+
+def announce(session: Session, project: Project, judgment: JudgmentOut) -> None:
+    """Send the project's signed ``judgment.created`` webhook, if it has one (after commit),
+    to a target the app allows; its outcome goes to the audit log
+    (:mod:`prefloop.serve.deliveries`)."""
     if project.webhook_url:
         data = judgment.model_dump(mode="json")
-        webhooks.send(project.webhook_url, project.webhook_secret, "judgment.created", data)
+        done = deliveries.recorder(session.get_bind(), project.id, judgment.id)
+        url, secret = project.webhook_url, project.webhook_secret
+        allow = private_webhooks_allowed(session)
+        webhooks.send(url, secret, "judgment.created", data, allow_private=allow, on_done=done)

@@ -151,14 +151,19 @@ def _completion(prompt: Prompt, text: str) -> str | list[dict[str, str]]:
     return text if isinstance(prompt, str) else [{"role": "assistant", "content": text}]
 
 
-def _implicit(prompt: Prompt, text: str) -> str | list[dict[str, str]]:
-    if isinstance(prompt, str):
-        return prompt + text
-    return [*prompt, {"role": "assistant", "content": text}]
+def _implicit(prompt: Prompt, text: str) -> list[dict[str, str]]:
+    """The whole conversation; a text prompt becomes one user message, so that the prompt can
+    be told apart from the response again (concatenated text could not be split back)."""
+    turns = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+    return [*turns, {"role": "assistant", "content": text}]
 
 
 def rows(records: list[FeedbackRecord], form: str, include_ties: bool = False) -> Iterator[dict]:
-    """Training columns of ``form`` followed by the provenance columns."""
+    """Training columns of ``form``, ``annotator`` (text, e.g. ``human:3``), then provenance.
+
+    Every form is read back by ``prefloop.data.load_records``: ``annotator`` becomes the
+    record's annotator and the provenance columns its metadata.
+    """
     if form == "prefloop":
         for r in records:
             yield {
@@ -170,22 +175,26 @@ def rows(records: list[FeedbackRecord], form: str, include_ties: bool = False) -
                 "prompt": u.prompt,
                 "completion": _completion(u.prompt, u.completion),
                 "label": u.label,
+                "annotator": u.annotator,
             } | u.metadata
     else:
         for c in _comparisons(records, include_ties):
-            head = {"strength": c.strength, "margin": c.margin}
             if form == "trl-explicit":
                 head = {
                     "prompt": c.prompt,
                     "chosen": _completion(c.prompt, c.chosen),
                     "rejected": _completion(c.prompt, c.rejected),
-                } | head
+                }
             else:
                 head = {
                     "chosen": _implicit(c.prompt, c.chosen),
                     "rejected": _implicit(c.prompt, c.rejected),
-                } | head
-            yield head | c.metadata
+                }
+            yield (
+                head
+                | {"strength": c.strength, "margin": c.margin, "annotator": c.annotator}
+                | c.metadata
+            )
 
 
 def ndjson(rows: Iterable[dict]) -> Iterator[str]:

@@ -10,6 +10,7 @@ from fastapi import Path
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     FiniteFloat,
@@ -116,17 +117,27 @@ class ProjectCreated(ProjectOut):
 
 
 class ResponseIn(Strict):
-    text: str = Field(max_length=MAX_TEXT)
+    text: str = Field(min_length=1, max_length=MAX_TEXT)
     source: str | None = Field(None, max_length=200, description="never shown to annotators")
     features: list[FiniteFloat] | None = Field(None, max_length=4096, description="for dueling_ucb")
 
 
+def _response_object(value: Any) -> Any:
+    """A bare string is shorthand for ``{"text": ...}``."""
+    return {"text": value} if isinstance(value, str) else value
+
+
+ItemResponse = Annotated[
+    ResponseIn, BeforeValidator(_response_object, json_schema_input_type=ResponseIn | str)
+]
+
+
 class ItemIn(Strict):
+    """An item to judge. Prompt and responses must be non-empty: no export could carry them."""
+
     external_id: str | None = Field(None, min_length=1, max_length=200)
     prompt: Prompt = Field(description="text, or a list of {role, content} messages")
-    responses: list[ResponseIn | Annotated[str, Field(max_length=MAX_TEXT)]] = Field(
-        min_length=2, max_length=MAX_RESPONSES
-    )
+    responses: list[ItemResponse] = Field(min_length=2, max_length=MAX_RESPONSES)
     rewards: list[Rewards] | None = Field(
         None, max_length=64, description="ensemble rewards [models][responses]"
     )
@@ -137,8 +148,8 @@ class ItemIn(Strict):
     def _prompt_size(cls, prompt: Prompt) -> Prompt:
         if isinstance(prompt, list) and not 0 < len(prompt) <= 200:
             raise ValueError("a conversation prompt needs 1..200 messages")
-        if isinstance(prompt, str) and len(prompt) > MAX_TEXT:
-            raise ValueError(f"prompt longer than {MAX_TEXT} characters")
+        if isinstance(prompt, str) and not 0 < len(prompt) <= MAX_TEXT:
+            raise ValueError(f"a text prompt needs 1..{MAX_TEXT} characters")
         return prompt
 
     @model_validator(mode="after")
@@ -146,7 +157,7 @@ class ItemIn(Strict):
         k = len(self.responses)
         if self.rewards is not None and any(len(r) != k for r in self.rewards):
             raise ValueError("each rewards row needs one value per response")
-        dims = {len(r.features) for r in self.responses if isinstance(r, ResponseIn) and r.features}
+        dims = {len(r.features) for r in self.responses if r.features}
         if len(dims) > 1:
             raise ValueError("all responses' features need the same length")
         return self

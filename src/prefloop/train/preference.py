@@ -1,77 +1,205 @@
 """Offline preference optimisation: any ``pairwise_loss`` objective over labelled pairs.
 
-Reference (and, for ``inpo``, previous-iterate) log-probs are computed once and cached in the
-run directory; reference-free objectives never compute them. Per-pair ``margin`` and
-``strength`` come from the records; the SPO preference-degree auxiliary and any extra loss
-(e.g. C3PO's likelihood constraint) are added to the objective.
+Each objective is a typed method: :func:`pairwise_method` builds its config dataclass from the
+loss function's signature (so its defaults live in one place, the loss) plus the trainer's own
+options. Reference (and, for ``inpo``, previous-iterate) log-probs are computed once and cached
+under a fingerprint of the reference, tokenizer and data; reference-free objectives never
+compute them. Per-pair ``margin`` and ``strength`` come from the records; the SPO
+preference-degree auxiliary and any extra loss (e.g. C3PO's likelihood constraint) are added
+to the objective.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields, make_dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
 
 from prefloop.data.records import Comparison
 from prefloop.models.policy import Policy
-from prefloop.objectives import default_options, pairwise_loss, requires_reference
-from prefloop.train.engine import TrainConfig, TrainResult, run_training
+from prefloop.objectives import get_objective, objective_names, pairwise_loss
+from prefloop.train.caches import cached_sequence_logps, data_fingerprint
+from prefloop.train.config import ConfigError, coerce, setting, signature_fields, validate
+from prefloop.train.engine import Task, Trainable, TrainConfig, TrainResult, fit
+from prefloop.train.sources import IndexSource
 from prefloop.train.spo import PreferenceDegreeAuxiliary
 
-REFERENCE_CACHE = "reference_logps.safetensors"
-PREVIOUS_CACHE = "previous_logps.safetensors"
-#: Options read by the trainer itself rather than by ``pairwise_loss``.
-TRAINER_OPTIONS = {"spo_weight": 0.0, "spo_classes": 3}
 #: ``extra_loss(indices) -> (loss, metrics)``, added to the objective at every step.
 ExtraLoss = Callable[[Sequence[int]], tuple[torch.Tensor, dict[str, float]]]
+#: Loss arguments the trainer fills per pair; they are not settings.
+PER_PAIR = ("margin", "chosen_lengths", "rejected_lengths",
+            "previous_chosen_logps", "previous_rejected_logps")  # fmt: skip
+_LOGPS = ("policy_chosen_logps", "policy_rejected_logps",
+          "reference_chosen_logps", "reference_rejected_logps")  # fmt: skip
+OPTION_HELP = {
+    "beta": "KL strength β (inverse temperature of the implicit reward).",
+    "label_smoothing": "Assumed rate ε of flipped labels.",
+    "length_normalized": "Average log-ratios per token instead of summing them.",
+    "divergence": "f-divergence: reverse_kl, forward_kl, js or alpha.",
+    "alpha": "α of the objective (see docs/objectives.md).",
+    "strength": "Preference strength for every pair (unset: each record's, missing = 1).",
+    "ratio": "INPO's weight of the previous iterate in the reference mixture.",
+    "gamma": "SimPO's target reward margin γ (unset: gamma_beta_ratio · β).",
+    "gamma_beta_ratio": "SimPO's γ / β.",
+    "odds_ratio_weight": "ORPO's λ on the odds-ratio term (unset: β).",
+    "conservative_bias": "CPL's conservative weight λ on the rejected segment.",
+    "bc_weight": "CPL's behaviour-cloning weight on the chosen segment.",
+}
 
 
-def reference_logps(
-    reference: Policy,
-    comparisons: Sequence[Comparison],
-    out_dir: str | Path | None = None,
-    cache_name: str = REFERENCE_CACHE,
-) -> dict[str, torch.Tensor]:
-    """Summed log-probs of chosen and rejected under ``reference``, computed once.
+@dataclass
+class PairwiseMethod:
+    """Options every pairwise objective's trainer has; subclasses add the loss's own."""
 
-    They are cached in ``out_dir`` so that a resumed run uses the reference of the original
-    start rather than the partly trained policy.
-    """
-    cache = Path(out_dir, cache_name) if out_dir is not None else None
-    if cache is not None and cache.exists():
-        cached = load_file(cache)
-        if cached["chosen"].numel() == len(comparisons):
-            return cached
-    prompts = [c.prompt for c in comparisons]
-    chosen, chosen_lengths = reference.sequence_logps(prompts, [c.chosen for c in comparisons])
-    rejected, rejected_lengths = reference.sequence_logps(
-        prompts, [c.rejected for c in comparisons]
+    name: ClassVar[str] = ""
+    kind: ClassVar[str] = "policy"
+    use_margin: bool = setting(False, "Use each pair's margin (records must have one).")
+    spo_weight: float = setting(
+        0.0, "Weight λ of the SPO preference-degree auxiliary (0: off).", low=0
     )
-    logps = {"chosen": chosen, "rejected": rejected,
-             "chosen_lengths": chosen_lengths, "rejected_lengths": rejected_lengths}  # fmt: skip
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file(logps, cache)
-    return logps
+    spo_classes: int = setting(3, "Classes of the SPO preference-degree head.", low=2)
+
+    def __post_init__(self) -> None:
+        owner = f"method {self.name!r}"
+        validate(self, owner)
+        one = torch.zeros(1)
+        extra = {k: one for k in ("previous_chosen_logps", "previous_rejected_logps")
+                 if k in get_objective(self.name).options}  # fmt: skip
+        try:  # the loss checks its own option ranges: one dry call reports them now
+            pairwise_loss(self.name, one, one, one, one, **self.loss_options(), **extra,
+                          chosen_lengths=torch.ones(1), rejected_lengths=torch.ones(1))  # fmt: skip
+        except ValueError as error:
+            raise ConfigError(f"{owner}: {error}") from None
+
+    def loss_options(self) -> dict[str, Any]:
+        """The options that go to the loss (unset ones keep the loss's handling)."""
+        own = {f.name for f in fields(PairwiseMethod)}
+        options = {f.name: getattr(self, f.name) for f in fields(self) if f.name not in own}
+        if options.get("strength") is None:
+            options.pop("strength", None)
+        return options
 
 
-def record_options(
-    objective: str, comparisons: Sequence[Comparison], use_margin: bool
-) -> dict[str, torch.Tensor]:
+@functools.cache
+def pairwise_method(objective: str) -> type[PairwiseMethod]:
+    """The config dataclass of pairwise objective ``objective`` (defaults from its loss)."""
+    spec = get_objective(objective)
+    strength = (float | None, setting(None, OPTION_HELP["strength"], low=0, high=1))
+    option_fields = signature_fields(spec.fn, PER_PAIR + _LOGPS, OPTION_HELP,
+                                     {"strength": strength})  # fmt: skip
+    cls_name = "".join(part.capitalize() for part in objective.split("-")) + "Config"
+    cls = make_dataclass(cls_name, option_fields, bases=(PairwiseMethod,))
+    cls.name = objective
+    cls.__doc__ = f"Settings of the {objective!r} objective ({spec.source})."
+    return cls
+
+
+def method_config(objective: str, **options: Any) -> PairwiseMethod:
+    """The settings of ``objective``, e.g. ``method_config("simpo", beta=2.5)``; an unknown
+    option is a :class:`ConfigError` naming it."""
+    return coerce(pairwise_method(objective), f"method {objective!r}", options)
+
+
+def pairwise_methods() -> dict[str, type[PairwiseMethod]]:
+    return {name: pairwise_method(name) for name in objective_names()}
+
+
+def _record_tensors(method: PairwiseMethod, pairs: Sequence[Comparison]) -> dict[str, torch.Tensor]:
     """Per-pair ``margin`` (if asked) and ``strength`` (if the objective takes one)."""
     found: dict[str, torch.Tensor] = {}
-    if use_margin:
-        if any(c.margin is None for c in comparisons):
-            raise ValueError("use_margin needs a margin on every comparison")
-        found["margin"] = torch.tensor([c.margin for c in comparisons], dtype=torch.float32)
-    if "strength" in default_options(objective):
+    if method.use_margin:
+        if any(c.margin is None for c in pairs):
+            raise ConfigError(f"method {method.name!r}: use_margin needs a margin on every pair")
+        found["margin"] = torch.tensor([c.margin for c in pairs], dtype=torch.float32)
+    if (
+        "strength" in get_objective(method.name).options
+        and method.loss_options().get("strength") is None
+    ):
         found["strength"] = torch.tensor(
-            [1.0 if c.strength is None else c.strength for c in comparisons], dtype=torch.float32
+            [1.0 if c.strength is None else c.strength for c in pairs], dtype=torch.float32
         )
     return found
+
+
+def preference_task(
+    policy: Policy,
+    comparisons: Sequence[Comparison],
+    config: TrainConfig,
+    method: PairwiseMethod,
+    reference: Policy | None = None,
+    previous: Policy | None = None,
+    extra_loss: ExtraLoss | None = None,
+) -> Task:
+    """DPO-family training of ``policy`` on ``comparisons``; see the module docstring.
+
+    The reference defaults to the policy as it is before training; ``inpo`` takes its previous
+    iterate's log-probs from ``previous`` (default: the reference, the first iteration).
+    """
+    objective = get_objective(method.name)
+    prompts = [c.prompt for c in comparisons]
+    responses = {"chosen": [c.chosen for c in comparisons],
+                 "rejected": [c.rejected for c in comparisons]}  # fmt: skip
+    tensors = _record_tensors(method, comparisons)
+
+    def setup(out_dir: Path, write: bool) -> None:
+        """Reference (and previous-iterate) log-probs, before the policy moves."""
+        if objective.requires_reference:
+            ref = cached_sequence_logps(reference or policy, prompts, responses, out_dir,
+                                        "reference_logps", write)  # fmt: skip
+            tensors.update(reference_chosen=ref["chosen"], reference_rejected=ref["rejected"])
+        if "previous_chosen_logps" in objective.options:
+            prev = cached_sequence_logps(previous or reference or policy, prompts, responses,
+                                         out_dir, "previous_logps", write)  # fmt: skip
+            tensors.update(previous_chosen_logps=prev["chosen"],
+                           previous_rejected_logps=prev["rejected"])  # fmt: skip
+
+    options = method.loss_options()
+    beta = options["beta"]
+    spo = PreferenceDegreeAuxiliary(policy, method.spo_classes, config.seed) if (
+        method.spo_weight
+    ) else None  # fmt: skip
+
+    def loss(indices: list[int]):
+        pairs = [comparisons[i] for i in indices]
+        batch_prompts = [c.prompt for c in pairs]
+        both = [c.chosen for c in pairs] + [c.rejected for c in pairs]
+        batch = policy.encode(batch_prompts + batch_prompts, both)
+        chosen, rejected = policy.token_logps(batch).sum(-1).chunk(2)
+        device = chosen.device
+        picked = torch.tensor(indices)
+        per_pair = {k: v[picked].to(device) for k, v in tensors.items()}
+        ref_chosen = per_pair.pop("reference_chosen", None)
+        ref_rejected = per_pair.pop("reference_rejected", None)
+        chosen_lengths, rejected_lengths = batch.response_lengths.to(device).chunk(2)
+        losses = pairwise_loss(method.name, chosen, rejected, ref_chosen, ref_rejected,
+                               chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
+                               **options, **per_pair)  # fmt: skip
+        total = losses.mean()
+        metrics = _pair_metrics(chosen, rejected, ref_chosen, ref_rejected, beta)
+        if spo is not None:
+            aux, aux_metrics = spo.loss(batch_prompts + batch_prompts, both)
+            total = total + method.spo_weight * aux
+            metrics |= aux_metrics
+        if extra_loss is not None:
+            extra, extra_metrics = extra_loss(indices)
+            total = total + extra
+            metrics |= extra_metrics
+        return total, metrics
+
+    trainables = [Trainable(policy)] + ([Trainable(spo, "head")] if spo else [])
+    return Task(
+        method.name,
+        IndexSource(len(comparisons), config.batch_size, config.seed),
+        loss,
+        trainables,
+        policy.save_pretrained,  # the SPO head is an auxiliary: it is not part of the result
+        {"method": {"name": method.name, **vars(method)}, "data": data_fingerprint(comparisons)},
+        setup,
+    )
 
 
 def train_preference(
@@ -79,99 +207,16 @@ def train_preference(
     comparisons: Sequence[Comparison],
     config: TrainConfig,
     out_dir: str | Path,
-    objective: str = "dpo",
-    beta: float | None = 0.1,
+    method: PairwiseMethod | None = None,
     reference: Policy | None = None,
-    use_margin: bool = False,
-    options: dict[str, Any] | None = None,
-    resume: bool = False,
-    show_progress: bool = True,
     previous: Policy | None = None,
     extra_loss: ExtraLoss | None = None,
+    **run: Any,
 ) -> TrainResult:
-    """Optimise ``policy`` on ``comparisons`` with the pairwise objective ``objective``.
-
-    The reference defaults to the policy as it is before training (unused by reference-free
-    objectives). ``beta=None`` means the objective's own default. Chosen and rejected share one
-    forward pass. ``options`` go to :func:`prefloop.objectives.pairwise_loss` (e.g.
-    ``label_smoothing``), except the trainer options ``spo_weight`` (lambda of the SPO
-    auxiliary, 0 = off) and ``spo_classes``. ``use_margin`` passes each record's margin;
-    objectives with a ``strength`` option read the records' ``strength`` (missing = 1).
-    ``inpo`` takes its previous iterate's log-probs from ``previous`` (default: the reference,
-    i.e. the first iteration). ``extra_loss`` is added to the loss at every step.
-    """
-    options = dict(options or {})
-    trainer = {k: options.pop(k, default) for k, default in TRAINER_OPTIONS.items()}
-    metric_beta = beta if beta is not None else default_options(objective)["beta"]
-    needs_reference = requires_reference(objective)
-    cached = reference_logps(reference or policy, comparisons, out_dir) if needs_reference else {}
-    # An explicit option (e.g. strength=0.7 for every pair) wins over the records' values.
-    found = record_options(objective, comparisons, use_margin)
-    tensors = {k: v for k, v in found.items() if k not in options}
-    if objective == "inpo" and "previous_chosen_logps" not in options:
-        prev = reference_logps(
-            previous or reference or policy, comparisons, out_dir, PREVIOUS_CACHE
-        )
-        tensors |= {"previous_chosen_logps": prev["chosen"],
-                    "previous_rejected_logps": prev["rejected"]}  # fmt: skip
-    tensors |= {k: options.pop(k) for k in list(options) if isinstance(options[k], torch.Tensor)}
-    spo = None
-    if trainer["spo_weight"]:
-        spo = PreferenceDegreeAuxiliary(policy, int(trainer["spo_classes"]), config.seed)
-
-    def loss_fn(indices: Sequence[int]):
-        pairs = [comparisons[i] for i in indices]
-        prompts = [c.prompt for c in pairs]
-        batch = policy.encode(
-            prompts + prompts, [c.chosen for c in pairs] + [c.rejected for c in pairs]
-        )
-        chosen, rejected = policy.token_logps(batch).sum(-1).chunk(2)
-        device = chosen.device
-        picked = torch.tensor(indices)
-        chosen_lengths, rejected_lengths = batch.response_lengths.to(device).chunk(2)
-        per_example = {k: v[picked].to(device) for k, v in tensors.items()}
-        ref_chosen = cached["chosen"][picked].to(device) if needs_reference else None
-        ref_rejected = cached["rejected"][picked].to(device) if needs_reference else None
-        losses = pairwise_loss(
-            objective,
-            chosen,
-            rejected,
-            ref_chosen,
-            ref_rejected,
-            beta=beta,
-            chosen_lengths=chosen_lengths,
-            rejected_lengths=rejected_lengths,
-            **options,
-            **per_example,
-        )
-        loss = losses.mean()
-        metrics = _pair_metrics(chosen, rejected, ref_chosen, ref_rejected, metric_beta)
-        if spo is not None:
-            aux, aux_metrics = spo.loss(prompts + prompts, [c.chosen for c in pairs] +
-                                        [c.rejected for c in pairs])  # fmt: skip
-            loss = loss + trainer["spo_weight"] * aux
-            metrics |= aux_metrics
-        if extra_loss is not None:
-            extra, extra_metrics = extra_loss(indices)
-            loss = loss + extra
-            metrics |= extra_metrics
-        return loss, metrics
-
-    try:
-        return run_training(
-            policy.model,
-            len(comparisons),
-            loss_fn,
-            config,
-            out_dir,
-            policy.save_pretrained,
-            resume=resume,
-            description=objective,
-            show_progress=show_progress,
-        )
-    finally:
-        if spo is not None:
-            spo.detach()
+    """Train ``policy`` with ``method`` (default DPO); ``run`` goes to :func:`fit`."""
+    method = method or method_config("dpo")
+    task = preference_task(policy, comparisons, config, method, reference, previous, extra_loss)
+    return fit(task, config, out_dir, **run)
 
 
 @torch.no_grad()

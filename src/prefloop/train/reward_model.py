@@ -3,50 +3,59 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 
 from prefloop.data.records import Comparison
 from prefloop.models.reward import RewardModel
 from prefloop.objectives.reward import bradley_terry_loss
-from prefloop.train.engine import TrainConfig, TrainResult, run_training
+from prefloop.train.caches import data_fingerprint
+from prefloop.train.config import ConfigError, setting, validate
+from prefloop.train.engine import Task, Trainable, TrainConfig, TrainResult, fit
+from prefloop.train.sources import IndexSource
 
 
-def train_reward_model(
+@dataclass
+class RewardModelConfig:
+    """Bradley–Terry reward model: fit σ(r(chosen) − r(rejected)) to the labels."""
+
+    name: ClassVar[str] = "rm"
+    kind: ClassVar[str] = "reward"
+    use_margin: bool = setting(False, "Put each pair's margin inside the sigmoid.")
+    label_smoothing: float = setting(0.0, "Assumed label flip rate ε.", low=0, high=0.5)
+    use_strength: bool = setting(
+        False, "Each pair's strength (missing = 1, tie = 0.5) is the soft target."
+    )
+
+    def __post_init__(self) -> None:
+        validate(self, f"method {self.name!r}")
+
+
+def reward_model_task(
     reward_model: RewardModel,
     comparisons: Sequence[Comparison],
     config: TrainConfig,
-    out_dir: str | Path,
-    use_margin: bool = False,
-    label_smoothing: float = 0.0,
-    resume: bool = False,
-    show_progress: bool = True,
-    use_strength: bool = False,
+    method: RewardModelConfig,
     head_weights: torch.Tensor | None = None,
-) -> TrainResult:
-    """Fit r so that sigmoid(r(chosen) − r(rejected)) matches the labels.
-
-    Chosen and rejected go through the model in one forward pass. ``use_margin`` puts each
-    record's ``margin`` inside the sigmoid; ``label_smoothing`` is the flip rate ε;
-    ``use_strength`` makes each record's ``strength`` (1 when missing, 0.5 for a tie) the soft
-    target, as the robust treatment and tie-labelling teachers need.
+) -> Task:
+    """Chosen and rejected go through the model in one forward pass.
 
     A model with K heads trains every head on the same batch; ``head_weights`` [N, K] weighs
     pair i in head k's loss (bootstrap counts give each head its own resample of the data).
     """
-    if use_margin and any(c.margin is None for c in comparisons):
-        raise ValueError("use_margin needs a margin on every comparison")
-    if head_weights is not None and tuple(head_weights.shape) != (
-        len(comparisons),
-        reward_model.heads,
-    ):
+    if method.use_margin and any(c.margin is None for c in comparisons):
+        raise ConfigError("method 'rm': use_margin needs a margin on every comparison")
+    expected = (len(comparisons), reward_model.heads)
+    if head_weights is not None and tuple(head_weights.shape) != expected:
         raise ValueError(
-            f"head_weights must be [pairs, heads] = [{len(comparisons)}, {reward_model.heads}], "
+            f"head_weights must be [pairs, heads] = [{expected[0]}, {expected[1]}], "
             f"got {list(head_weights.shape)}"
         )
 
-    def loss_fn(indices: Sequence[int]):
+    def loss(indices: list[int]):
         pairs = [comparisons[i] for i in indices]
         prompts = [c.prompt for c in pairs]
         rewards = reward_model.forward(
@@ -58,32 +67,49 @@ def train_reward_model(
         per_pair = (len(pairs),) + (1,) * (chosen.dim() - 1)  # broadcast over heads
         margin = (
             torch.tensor([c.margin for c in pairs], device=chosen.device).view(per_pair)
-            if use_margin
+            if method.use_margin
             else None
         )
         targets = [1.0 if c.strength is None else c.strength for c in pairs]
         strength = (
-            torch.tensor(targets, device=chosen.device).view(per_pair) if use_strength else None
+            torch.tensor(targets, device=chosen.device).view(per_pair)
+            if method.use_strength
+            else None
         )
-        loss = bradley_terry_loss(
-            chosen, rejected, margin=margin, label_smoothing=label_smoothing, strength=strength
-        )
+        losses = bradley_terry_loss(chosen, rejected, margin=margin,
+                                    label_smoothing=method.label_smoothing,
+                                    strength=strength)  # fmt: skip
         if head_weights is None:
-            loss = loss.mean()
+            total = losses.mean()
         else:
-            weights = head_weights[list(indices)].to(loss.device).reshape(loss.shape)
-            loss = (loss * weights).sum() / weights.sum().clamp_min(1.0)
+            weights = head_weights[indices].to(losses.device).reshape(losses.shape)
+            total = (losses * weights).sum() / weights.sum().clamp_min(1.0)
         accuracy = (chosen > rejected).float().mean().item()
-        return loss, {"accuracy": accuracy, "reward_gap": (chosen - rejected).mean().item()}
+        return total, {"accuracy": accuracy, "reward_gap": (chosen - rejected).mean().item()}
 
-    return run_training(
-        reward_model.model,
-        len(comparisons),
-        loss_fn,
-        config,
-        out_dir,
+    settings: dict[str, Any] = {"method": vars(method), "data": data_fingerprint(comparisons)}
+    if head_weights is not None:
+        settings["head_weights"] = data_fingerprint(head_weights.tolist())
+    return Task(
+        "reward model",
+        IndexSource(len(comparisons), config.batch_size, config.seed),
+        loss,
+        [Trainable(reward_model)],
         reward_model.save_pretrained,
-        resume=resume,
-        description="reward model",
-        show_progress=show_progress,
+        settings,
     )
+
+
+def train_reward_model(
+    reward_model: RewardModel,
+    comparisons: Sequence[Comparison],
+    config: TrainConfig,
+    out_dir: str | Path,
+    method: RewardModelConfig | None = None,
+    head_weights: torch.Tensor | None = None,
+    **run: Any,
+) -> TrainResult:
+    """Train ``reward_model`` on ``comparisons``; ``run`` goes to :func:`fit`."""
+    task = reward_model_task(reward_model, comparisons, config, method or RewardModelConfig(),
+                             head_weights)  # fmt: skip
+    return fit(task, config, out_dir, **run)

@@ -4,10 +4,32 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from prefloop.data.records import Prompt
 from prefloop.models.policy import Policy
-from prefloop.train.engine import StepCallback, TrainConfig, TrainResult, run_training
+from prefloop.objectives import response_nll
+from prefloop.train.caches import data_fingerprint
+from prefloop.train.engine import Task, Trainable, TrainConfig, TrainResult, fit
+from prefloop.train.sources import IndexSource
+
+
+def sft_task(policy: Policy, examples: Sequence[tuple[Prompt, str]], config: TrainConfig) -> Task:
+    """Token-averaged NLL of each batch's response tokens (prompt masked)."""
+
+    def loss(indices: list[int]):
+        batch = policy.encode([examples[i][0] for i in indices], [examples[i][1] for i in indices])
+        mask = batch.response_mask[:, 1:].to(policy.device)
+        return response_nll(policy.token_logps(batch), mask), {"tokens": float(mask.sum())}
+
+    return Task(
+        "sft",
+        IndexSource(len(examples), config.batch_size, config.seed),
+        loss,
+        [Trainable(policy)],
+        policy.save_pretrained,
+        {"data": data_fingerprint(examples)},
+    )
 
 
 def train_sft(
@@ -15,27 +37,7 @@ def train_sft(
     examples: Sequence[tuple[Prompt, str]],
     config: TrainConfig,
     out_dir: str | Path,
-    resume: bool = False,
-    show_progress: bool = True,
-    callbacks: Sequence[StepCallback] = (),
+    **run: Any,
 ) -> TrainResult:
-    """Token-averaged negative log-likelihood of each batch's response tokens (prompt masked)."""
-
-    def loss_fn(indices: Sequence[int]):
-        batch = policy.encode([examples[i][0] for i in indices], [examples[i][1] for i in indices])
-        token_logps = policy.token_logps(batch)
-        tokens = batch.response_mask[:, 1:].sum()
-        return -token_logps.sum() / tokens, {"tokens": float(tokens)}
-
-    return run_training(
-        policy.model,
-        len(examples),
-        loss_fn,
-        config,
-        out_dir,
-        policy.save_pretrained,
-        resume=resume,
-        description="SFT",
-        show_progress=show_progress,
-        callbacks=callbacks,
-    )
+    """SFT ``policy`` on (prompt, response) examples; ``run`` goes to :func:`fit`."""
+    return fit(sft_task(policy, examples, config), config, out_dir, **run)

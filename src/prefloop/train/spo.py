@@ -3,7 +3,8 @@
 A linear head on the policy's last hidden state (at the response's final token) classifies
 variants of the chosen and rejected responses by the number of key words removed; its
 cross-entropy, :func:`prefloop.objectives.preference_degree_loss`, is added to any pairwise
-objective with weight ``lambda``. The head trains with the policy and is dropped afterwards.
+objective with weight ``lambda``. The training task declares the head as a module it trains
+(checkpointed with the policy); it is not part of the saved policy.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from prefloop.data.records import Prompt
 from prefloop.models.policy import Policy
 from prefloop.objectives import degree_variants, preference_degree_loss
 
-HEAD_NAME = "spo_head"
 #: Function words that never count as key content.
 STOPWORDS = frozenset(
     (
@@ -57,7 +57,7 @@ def key_word_indices(words: Sequence[str]) -> list[int]:
 
 
 class PreferenceDegreeAuxiliary:
-    """The SPO head and its loss; attached to ``policy.model`` so the engine optimises it."""
+    """The SPO head (``head``, a module the task trains beside the policy) and its loss."""
 
     def __init__(self, policy: Policy, num_classes: int = 3, seed: int = 0) -> None:
         if num_classes < 2:
@@ -67,14 +67,7 @@ class PreferenceDegreeAuxiliary:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # the head's initialisation depends on the seed only
             head = torch.nn.Linear(policy.model.config.hidden_size, num_classes)
-        head.to(policy.device)
-        policy.model.add_module(HEAD_NAME, head)  # saved and restored with checkpoints
-        self.head = head
-
-    def detach(self) -> None:
-        """Remove the head from the policy (after training)."""
-        if hasattr(self.policy.model, HEAD_NAME):
-            delattr(self.policy.model, HEAD_NAME)
+        self.head = head.to(policy.device)
 
     def variants(self, responses: Sequence[str]) -> tuple[list[str], torch.Tensor]:
         """One degraded variant per response, its class drawn from the torch RNG (resumable)."""

@@ -9,18 +9,40 @@ pairs, without gradient.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import make_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
 
 from prefloop.data.records import Unpaired
 from prefloop.models.policy import Policy
 from prefloop.objectives import kto_loss
-from prefloop.train.engine import TrainConfig, TrainResult, run_training
+from prefloop.train.caches import cached_sequence_logps, data_fingerprint
+from prefloop.train.config import signature_fields, validate
+from prefloop.train.engine import Task, Trainable, TrainConfig, TrainResult, fit
+from prefloop.train.sources import IndexSource
 
-REFERENCE_CACHE = "kto_reference_logps.safetensors"
+
+def _validated(self) -> None:
+    validate(self, "method 'kto'")
+
+
+KTOConfig = make_dataclass(
+    "KTOConfig",
+    signature_fields(
+        kto_loss,
+        (),
+        {
+            "beta": "KL strength β.",
+            "desirable_weight": "λ_D, the weight of desirable examples.",
+            "undesirable_weight": "λ_U, the weight of undesirable examples.",
+        },
+    ),
+    namespace={"name": "kto", "kind": "policy", "__post_init__": _validated},
+)
+KTOConfig.__doc__ = "KTO (Ethayarajh et al. 2024): defaults from :func:`kto_loss`."
 
 
 def mismatched_partners(num_examples: int, seed: int) -> list[int]:
@@ -33,21 +55,59 @@ def mismatched_partners(num_examples: int, seed: int) -> list[int]:
     return partners.tolist()
 
 
-def _reference_logps(
-    reference: Policy, examples: Sequence[Unpaired], partners: list[int], out_dir: Path
-) -> dict[str, torch.Tensor]:
-    cache = out_dir / REFERENCE_CACHE
-    if cache.exists():
-        cached = load_file(cache)
-        if cached["matched"].numel() == len(examples):
-            return cached
+def kto_task(
+    policy: Policy,
+    examples: Sequence[Unpaired],
+    config: TrainConfig,
+    method: Any = None,
+    reference: Policy | None = None,
+) -> Task:
+    """KTO on labelled completions; the reference defaults to the policy before training."""
+    method = method or KTOConfig()
+    partners = mismatched_partners(len(examples), config.seed)
+    labels = torch.tensor([e.label for e in examples], dtype=torch.bool)
     prompts = [e.prompt for e in examples]
-    matched, _ = reference.sequence_logps(prompts, [e.completion for e in examples])
-    mismatched, _ = reference.sequence_logps(prompts, [examples[j].completion for j in partners])
-    logps = {"matched": matched, "mismatched": mismatched}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    save_file(logps, cache)
-    return logps
+    cached: dict[str, torch.Tensor] = {}
+
+    def setup(out_dir: Path, write: bool) -> None:
+        responses = {"matched": [e.completion for e in examples],
+                     "mismatched": [examples[j].completion for j in partners]}  # fmt: skip
+        cached.update(cached_sequence_logps(reference or policy, prompts, responses, out_dir,
+                                            "kto_reference_logps", write))  # fmt: skip
+
+    def loss(indices: list[int]):
+        batch_prompts = [prompts[i] for i in indices]
+        batch = policy.encode(batch_prompts, [examples[i].completion for i in indices])
+        logps = policy.token_logps(batch).sum(-1)
+        picked = torch.tensor(indices)
+        device = logps.device
+        reference_logps = cached["matched"][picked].to(device)
+        with torch.no_grad():
+            borrowed = [examples[partners[i]].completion for i in indices]
+            shifted = policy.encode(batch_prompts, borrowed)
+            mismatched = policy.token_logps(shifted).sum(-1)
+            kl = (mismatched - cached["mismatched"][picked].to(device)).mean()
+        desirable = labels[picked].to(device)
+        losses = kto_loss(logps, reference_logps, desirable, kl, beta=method.beta,
+                          desirable_weight=method.desirable_weight,
+                          undesirable_weight=method.undesirable_weight)  # fmt: skip
+        with torch.no_grad():
+            rewards = method.beta * (logps - reference_logps)
+        metrics = {"kl_estimate": kl.item()}
+        for name, mask in (("desirable", desirable), ("undesirable", ~desirable)):
+            if mask.any():
+                metrics[f"{name}_reward"] = rewards[mask].mean().item()
+        return losses.mean(), metrics
+
+    return Task(
+        "kto",
+        IndexSource(len(examples), config.batch_size, config.seed),
+        loss,
+        [Trainable(policy)],
+        policy.save_pretrained,
+        {"method": vars(method), "data": data_fingerprint(examples)},
+        setup,
+    )
 
 
 def train_kto(
@@ -55,59 +115,9 @@ def train_kto(
     examples: Sequence[Unpaired],
     config: TrainConfig,
     out_dir: str | Path,
-    beta: float | None = 0.1,
+    method: Any = None,
     reference: Policy | None = None,
-    desirable_weight: float = 1.0,
-    undesirable_weight: float = 1.0,
-    resume: bool = False,
-    show_progress: bool = True,
+    **run: Any,
 ) -> TrainResult:
-    """Optimise ``policy`` with :func:`prefloop.objectives.kto_loss` on labelled completions.
-
-    The reference defaults to the policy before training; ``beta=None`` means 0.1.
-    """
-    beta = 0.1 if beta is None else beta
-    out_dir = Path(out_dir)
-    partners = mismatched_partners(len(examples), config.seed)
-    cached = _reference_logps(reference or policy, examples, partners, out_dir)
-    labels = torch.tensor([e.label for e in examples], dtype=torch.bool)
-
-    def loss_fn(indices: Sequence[int]):
-        prompts = [examples[i].prompt for i in indices]
-        batch = policy.encode(prompts, [examples[i].completion for i in indices])
-        logps = policy.token_logps(batch).sum(-1)
-        picked = torch.tensor(indices)
-        device = logps.device
-        with torch.no_grad():
-            shifted = policy.encode(prompts, [examples[partners[i]].completion for i in indices])
-            mismatched = policy.token_logps(shifted).sum(-1)
-            kl = (mismatched - cached["mismatched"][picked].to(device)).mean()
-        desirable = labels[picked].to(device)
-        losses = kto_loss(
-            logps,
-            cached["matched"][picked].to(device),
-            desirable,
-            kl,
-            beta=beta,
-            desirable_weight=desirable_weight,
-            undesirable_weight=undesirable_weight,
-        )
-        with torch.no_grad():
-            rewards = beta * (logps - cached["matched"][picked].to(device))
-        metrics = {"kl_estimate": kl.item()}
-        for name, mask in (("desirable", desirable), ("undesirable", ~desirable)):
-            if mask.any():
-                metrics[f"{name}_reward"] = rewards[mask].mean().item()
-        return losses.mean(), metrics
-
-    return run_training(
-        policy.model,
-        len(examples),
-        loss_fn,
-        config,
-        out_dir,
-        policy.save_pretrained,
-        resume=resume,
-        description="kto",
-        show_progress=show_progress,
-    )
+    """Optimise ``policy`` with :func:`prefloop.objectives.kto_loss`; ``run`` goes to ``fit``."""
+    return fit(kto_task(policy, examples, config, method, reference), config, out_dir, **run)

@@ -2,9 +2,12 @@
 
 from prefloop.worlds.annotators import BradleyTerryAnnotator
 from prefloop.worlds.base import World
+from prefloop.worlds.review_shifts import RMEvalSuite, build_review_suite
 from prefloop.worlds.reviews import ReviewWorld
 
 WORLDS = {"reviews": ReviewWorld}
+#: Reward-model evaluation suites by world: ``build(world, prompts=N, seed=S)``.
+RM_SUITES = {"reviews": build_review_suite}
 
 
 def get_world(name: str) -> World:
@@ -14,4 +17,21 @@ def get_world(name: str) -> World:
     return WORLDS[name]()
 
 
-__all__ = ["WORLDS", "BradleyTerryAnnotator", "ReviewWorld", "World", "get_world"]
+def get_rm_suite(name: str, prompts: int, seed: int) -> RMEvalSuite:
+    """World ``name``'s reward-model evaluation suite on ``prompts`` held-out prompts."""
+    if name not in RM_SUITES:
+        raise ValueError(
+            f"no reward-model suite for world {name!r}; available: {sorted(RM_SUITES)}"
+        )
+    return RM_SUITES[name](get_world(name), prompts=prompts, seed=seed)
+
+
+__all__ = [
+    "RM_SUITES",
+    "WORLDS",
+    "get_rm_suite",
+    "BradleyTerryAnnotator",
+    "ReviewWorld",
+    "World",
+    "get_world",
+]

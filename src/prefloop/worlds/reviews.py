@@ -28,6 +28,7 @@ showing reward over-optimization.
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 PRODUCTS = (
@@ -97,6 +98,28 @@ class ReviewWorld:
             return words[words.index("of") + 2], words[words.index("mentions") + 2]
         except (ValueError, IndexError) as error:
             raise ValueError(f"not a prompt of the review world: {prompt!r}") from error
+
+    @staticmethod
+    def product_scope(
+        in_scope: tuple[str, ...], near_scope: tuple[str, ...]
+    ) -> Callable[[str], str]:
+        """``in``, ``near`` or ``out`` for a prompt, by the product it names (C3PO's scope)."""
+
+        def scope(prompt: str) -> str:
+            product, _ = ReviewWorld.parse_prompt(prompt)
+            if product in in_scope:
+                return "in"
+            return "near" if product in near_scope else "out"
+
+        return scope
+
+    @staticmethod
+    def mentions_requested_aspect(prompt: str, words: list[str]) -> float:
+        """1 if the response words name the aspect the prompt asks for (a VPL feature).
+
+        Every prompt form of this world, shifted ones included, ends "... mentions the ASPECT .".
+        """
+        return float(prompt.split()[-2] in words)
 
     @staticmethod
     def split_of(product: str, aspect: str) -> str:

@@ -1,29 +1,12 @@
-// prefloop annotation page: plain JavaScript, no external assets.
-// Text from the server is always set with textContent, never parsed as HTML.
+// prefloop annotation page: plain JavaScript, no external assets (common.js, markdown.js first).
+// Text from the server is never parsed as HTML: markdown.js builds it into DOM nodes with
+// textContent, and the raw view sets it as textContent.
 "use strict";
 
-const api = "/api/v1";
-const state = { token: sessionStorage.getItem("prefloop-token") || "", project: null, current: null, ranking: [] };
-const $ = (id) => document.getElementById(id);
-
-function el(tag, attrs = {}, text = "") {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attrs)) node.setAttribute(key, value);
-  if (text) node.textContent = text;
-  return node;
-}
-
-async function call(method, path, body) {
-  const response = await fetch(api + path, {
-    method,
-    headers: { Authorization: "Bearer " + state.token, "Content-Type": "application/json" },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  if (response.status === 204) return null;
-  const data = await response.json();
-  if (!response.ok) throw new Error(typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail));
-  return data;
-}
+const state = {
+  token: sessionStorage.getItem("prefloop-token") || "", project: null, current: null, ranking: [], raw: false,
+};
+const call = (method, path, body) => apiCall(state.token, method, path, body);
 
 function say(message) { $("status").textContent = message; }
 
@@ -32,6 +15,7 @@ async function signIn() {
   try {
     const projects = await call("GET", "/projects");
     sessionStorage.setItem("prefloop-token", state.token);
+    showSignedIn(true);
     const list = $("projects");
     list.replaceChildren();
     for (const project of projects) {
@@ -42,7 +26,24 @@ async function signIn() {
       list.append(entry);
     }
     say(projects.length ? "Choose a project." : "You are not assigned to any project yet.");
-  } catch (error) { say("Sign-in failed: " + error.message); }
+  } catch (error) { showSignedIn(false); say("Sign-in failed: " + error.message); }
+}
+
+function showSignedIn(signedIn) {
+  $("signin-form").hidden = signedIn;
+  $("signout").hidden = !signedIn;
+  $("token").value = "";
+}
+
+function signOut() {
+  sessionStorage.removeItem("prefloop-token");
+  Object.assign(state, { token: "", project: null, current: null, ranking: [] });
+  showSignedIn(false);
+  $("projects").replaceChildren();
+  $("project-name").textContent = $("progress").textContent = "";
+  $("task-view").hidden = true;
+  $("login-view").hidden = false;
+  say("Signed out.");
 }
 
 async function open(project) {
@@ -75,22 +76,51 @@ async function next() {
   render(state.current);
 }
 
-function promptText(prompt) {
-  return typeof prompt === "string" ? prompt : prompt.map((m) => `${m.role}: ${m.content}`).join("\n\n");
+// Markdown, or the text as it was sent when the raw view is on.
+function show(box, text) {
+  box.classList.toggle("raw", state.raw);
+  if (state.raw) box.textContent = text;
+  else box.replaceChildren(PrefloopMarkdown.render(PrefloopMarkdown.parse(text)));
+}
+
+// A text prompt, or a conversation as one block per turn under its role.
+function showPrompt(box, prompt) {
+  if (typeof prompt === "string") { show(box, prompt); return; }
+  box.classList.remove("raw");
+  box.replaceChildren();
+  for (const turn of prompt) {
+    const content = el("div", { class: "turn-text" });
+    const entry = el("div", { class: "turn", "data-role": turn.role });
+    entry.append(el("div", { class: "role" }, turn.role), content);
+    show(content, turn.content);
+    box.append(entry);
+  }
+}
+
+function showTexts(item) {
+  show($("guideline"), item.guideline || "(no guideline)");
+  showPrompt($("prompt"), item.prompt);
+  for (const response of item.responses) show($(`resp-${response.position}`).querySelector(".text"), response.text);
+  $("raw-toggle").textContent = state.raw ? "Show formatted" : "Show raw text";
+  $("raw-toggle").setAttribute("aria-pressed", String(state.raw));
+}
+
+function toggleRaw() {
+  state.raw = !state.raw;
+  if (state.current) showTexts(state.current);
 }
 
 function render(item) {
-  $("guideline").textContent = item.guideline || "(no guideline)";
-  $("prompt").textContent = promptText(item.prompt);
   state.ranking = [];
   const columns = $("responses");
   columns.replaceChildren();
   for (const response of item.responses) {
     const box = el("div", { class: "response", id: `resp-${response.position}` });
     const title = item.task === "pairwise" ? (response.position === 0 ? "Left" : "Right") : `Response ${response.position + 1}`;
-    box.append(el("h3", {}, title), el("div", { class: "text" }, response.text));
+    box.append(el("h3", {}, title), el("div", { class: "text" }));
     columns.append(box);
   }
+  showTexts(item);
   const controls = $("controls");
   controls.replaceChildren();
   ({ pairwise: pairwiseControls, ranking: rankingControls, rating: ratingControls, critique: critiqueControls })[item.task](item, controls);
@@ -128,7 +158,7 @@ function pairwiseControls(_item, controls) {
     button("btn-right", "Right is better ▶", () => submit({ choice: "right" })),
     button("btn-both-bad", "Both bad", () => submit({ choice: "both_bad" })),
   );
-  $("keys").textContent = "Keys: ← or 1 = left, → or 2 = right, ↓ or T = tie, B = both bad, S = skip.";
+  $("keys").textContent = "Keys: ← or 1 = left, → or 2 = right, ↓ or T = tie, B = both bad, S = skip, R = raw text.";
 }
 
 function rankingControls(item, controls) {
@@ -144,7 +174,7 @@ function rankingControls(item, controls) {
       else say("Rank every response first (click them best to worst, or press their numbers).");
     }),
   );
-  $("keys").textContent = "Click or press 1..9 on responses from best to worst, Enter submits, S skips.";
+  $("keys").textContent = "Click or press 1..9 on responses from best to worst, Enter submits, S skips, R shows the raw text.";
 }
 
 function pickRank(position) {
@@ -180,7 +210,7 @@ function ratingControls(item, controls) {
     if (Object.values(ratings).flat().some(Number.isNaN)) { say("Rate every aspect of every response."); return; }
     submit({ ratings });
   }));
-  $("keys").textContent = "Enter submits, S skips.";
+  $("keys").textContent = "Enter submits, S skips, R shows the raw text.";
 }
 
 function critiqueControls(item, controls) {
@@ -221,6 +251,7 @@ document.addEventListener("keydown", (event) => {
   }
   const key = event.key.toLowerCase();
   if (key === "s") { skip(); return; }
+  if (key === "r") { toggleRaw(); return; }
   if (item.task === "pairwise") {
     const choice = { arrowleft: "left", 1: "left", arrowright: "right", 2: "right", arrowdown: "tie", t: "tie", b: "both_bad" }[key];
     if (choice) { event.preventDefault(); submit({ choice }); }
@@ -232,5 +263,10 @@ document.addEventListener("keydown", (event) => {
 });
 
 $("login").addEventListener("click", signIn);
+$("signout").addEventListener("click", signOut);
+$("raw-toggle").addEventListener("click", (event) => {
+  toggleRaw();
+  event.currentTarget.blur(); // so that Enter goes on submitting instead of toggling again
+});
 $("token").addEventListener("keydown", (event) => { if (event.key === "Enter") signIn(); });
 if (state.token) signIn();
