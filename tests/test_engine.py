@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ from prefloop.models.policy import Policy
 from prefloop.train.config import ConfigError
 from prefloop.train.engine import Task, Trainable, TrainConfig, fit, latest_checkpoint
 from prefloop.train.sft import train_sft
-from prefloop.train.sources import IndexSource, Shard, batch_indices
+from prefloop.train.sources import Batch, IndexSource, Shard, batch_indices
 
 
 class Interrupt(Exception):
@@ -213,3 +214,44 @@ def test_resume_without_a_checkpoint_is_a_seeded_fresh_start(tmp_path):
 def test_training_settings_are_validated(changes, message):
     with pytest.raises(ConfigError, match=f"training settings: {message}".replace("(", r"\(")):
         TrainConfig(**changes)
+
+
+class Drawn:
+    """An endless source that makes its batches as it goes (as sampling from a policy would):
+    its random state and position are its own, checkpointed with the model."""
+
+    examples = None
+
+    def __init__(self) -> None:
+        self.rng = np.random.default_rng(5)
+        self.made = 0
+
+    def batch(self, step, shard):
+        self.made += 1
+        return Batch([int(i) for i in self.rng.integers(0, 50, size=4)], 4)
+
+    def state_dict(self):
+        return {"rng": self.rng.bit_generator.state, "made": self.made}
+
+    def load_state_dict(self, state):
+        self.rng.bit_generator.state = state["rng"]
+        self.made = state["made"]
+
+
+def test_an_online_source_resumes_exactly_from_its_checkpointed_state(tmp_path):
+    def run(out, **extra):
+        holder = Linear()
+        source = Drawn()
+        task = Task("online", source, holder.loss, [Trainable(holder)], lambda path: None)
+        cfg = TrainConfig(batch_size=4, max_steps=6, checkpoint_every=2)
+        fit(task, cfg, out, show_progress=False, **extra)
+        return holder.model.weight.detach().clone(), source.made
+
+    straight, made = run(tmp_path / "straight")
+    with pytest.raises(Interrupt):
+        run(tmp_path / "resumed", callbacks=[interrupt_at(3)])
+    resumed, made_after_resume = run(tmp_path / "resumed", resume=True)
+    assert made == 6 and made_after_resume == 6  # restored at 2 made, then 4 more
+    assert torch.allclose(straight, resumed, atol=1e-6)
+    with pytest.raises(ValueError, match="an endless batch source needs max_steps"):
+        TrainConfig().total_steps(None)
