@@ -7,7 +7,9 @@ import torch
 import transformers
 from rich.console import Console
 
+from prefloop.data.io import save_records
 from prefloop.models.factory import TinyModelSpec, build_tiny_model
+from prefloop.worlds.annotators import BradleyTerryAnnotator
 from prefloop.worlds.reviews import ReviewWorld
 
 torch.set_num_threads(2)
@@ -32,3 +34,19 @@ def tiny_model_dir(tmp_path_factory, world):
 def console() -> Console:
     """A rich console that prints nothing, for the labs' progress output."""
     return Console(quiet=True)
+
+
+@pytest.fixture(scope="session")
+def pair_files(tmp_path_factory, world):
+    """48 labelled comparisons of corpus reviews as JSONL, Parquet and an HF dataset dir."""
+    corpus = world.corpus(96, seed=5)
+    annotator = BradleyTerryAnnotator(world, temperature=0.5, seed=0)
+    comparisons = annotator.label_pairs(
+        [(p, r, other) for (p, r), (_, other) in zip(corpus[::2], corpus[1::2])]
+    )
+    root = tmp_path_factory.mktemp("pairs")
+    return {
+        "jsonl": save_records(comparisons, root / "pairs.jsonl"),
+        "parquet": save_records(comparisons, root / "pairs.parquet"),
+        "hf": save_records(comparisons, root / "pairs_dataset", format="hf"),
+    }

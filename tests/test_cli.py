@@ -14,21 +14,6 @@ from prefloop.worlds.annotators import BradleyTerryAnnotator
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def pair_files(tmp_path_factory, world):
-    corpus = world.corpus(96, seed=5)
-    annotator = BradleyTerryAnnotator(world, temperature=0.5, seed=0)
-    comparisons = annotator.label_pairs(
-        [(p, r, other) for (p, r), (_, other) in zip(corpus[::2], corpus[1::2])]
-    )
-    root = tmp_path_factory.mktemp("pairs")
-    return {
-        "jsonl": save_records(comparisons, root / "pairs.jsonl"),
-        "parquet": save_records(comparisons, root / "pairs.parquet"),
-        "hf": save_records(comparisons, root / "pairs_dataset", format="hf"),
-    }
-
-
 def invoke(*args):
     result = runner.invoke(app, [str(a) for a in args])
     assert result.exit_code == 0, result.output

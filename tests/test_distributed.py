@@ -15,8 +15,6 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from prefloop.cli import app
-from prefloop.data.io import save_records
-from prefloop.worlds.annotators import BradleyTerryAnnotator
 
 pytestmark = pytest.mark.slow
 TOLERANCE = 1e-5
@@ -24,13 +22,8 @@ FLAGS = ["--lr", "1e-3", "--batch-size", "16", "--max-steps", "3", "--log-every"
 
 
 @pytest.fixture(scope="module")
-def pairs_file(tmp_path_factory, world):
-    corpus = world.corpus(100, seed=11)
-    annotator = BradleyTerryAnnotator(world, temperature=0.5, seed=0)
-    pairs = annotator.label_pairs(
-        [(p, r, other) for (p, r), (_, other) in zip(corpus[::2], corpus[1::2])]
-    )
-    return save_records(pairs, tmp_path_factory.mktemp("ddp") / "pairs.jsonl")
+def pairs_file(pair_files):
+    return pair_files["jsonl"]
 
 
 def single_process(method, model, data, out, *flags):

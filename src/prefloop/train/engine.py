@@ -3,7 +3,7 @@
 A method builds a :class:`Task` (a batch source, a loss over a micro-batch, the modules it
 trains, how to save the result, and the settings its result depends on); :func:`fit` owns the
 rest: accelerate underneath (device placement, data parallelism through ``accelerate launch``
-or ``torchrun``, FSDP/DeepSpeed from accelerate's config, mixed precision), gradient
+or ``torchrun``, mixed precision; FSDP and DeepSpeed are refused for now), gradient
 accumulation, the optimiser and schedule, checkpoints with exact resume, a settings check on
 resume, stopping on a non-finite loss without touching the last good checkpoint, per-step
 metrics as JSONL and a progress bar. Only the main process writes files.
@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from accelerate import Accelerator
 from accelerate.state import AcceleratorState
+from accelerate.utils import DistributedType
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from transformers import get_linear_schedule_with_warmup
 
@@ -40,7 +41,7 @@ from prefloop.train.checkpoints import (
     prune,
     write_settings,
 )
-from prefloop.train.config import setting, validate
+from prefloop.train.config import ConfigError, setting, validate
 from prefloop.train.sources import Batch, BatchSource, Shard, batch_indices
 
 __all__ = [
@@ -61,6 +62,8 @@ LossFn = Callable[[list[Any]], tuple[torch.Tensor, dict[str, float]]]
 StepCallback = Callable[[int, dict[str, float]], None]
 # accelerate warns that it drops tied weights when saving; they are restored on loading.
 logging.getLogger("accelerate.utils.other").setLevel(logging.ERROR)
+#: Sharded set-ups the engine refuses until its saving gathers their weights (see ``fit``).
+SHARDED = (DistributedType.FSDP, DistributedType.DEEPSPEED)
 #: Settings that change how a run is logged or checkpointed, never its numbers.
 BOOKKEEPING = ("checkpoint_every", "keep_checkpoints", "log_every")
 
@@ -237,6 +240,12 @@ def fit(
 
     out_dir = Path(out_dir)
     accelerator = make_accelerator(config.mixed_precision)
+    if accelerator.distributed_type in SHARDED:
+        raise ConfigError(
+            f"{accelerator.distributed_type.value} is not supported yet: saving the final model "
+            "does not gather sharded weights, and it has not been run on GPUs. Use data "
+            "parallelism (examples/accelerate/ddp.yaml, or torchrun) instead."
+        )
     main = accelerator.is_main_process
     settings = {"task": task.name, **task.settings, "train": config.result_settings()}
     checkpoint = latest_checkpoint(out_dir) if resume else None
