@@ -84,16 +84,17 @@ def check_settings(checkpoint: Path, settings: dict[str, Any]) -> None:
         )
 
 
-def prepare_fresh_start(out_dir: Path, overwrite: bool) -> None:
-    """A fresh start never mixes in another run's checkpoints, metrics or caches."""
+def prepare_fresh_start(out_dir: Path, overwrite: bool, delete: bool = True) -> None:
+    """A fresh start never mixes in another run's checkpoints, metrics or caches.
+
+    Every process checks (so all refuse together); only the one with ``delete`` removes them.
+    """
     found = [name for name in RUN_ARTIFACTS if (out_dir / name).exists()]
-    if not found:
-        return
-    if not overwrite:
+    if found and not overwrite:
         raise RunDirectoryError(
             f"{out_dir} already holds a training run ({', '.join(found)}). Pass --resume to "
             "continue it, --overwrite to delete it and start again, or choose another --out."
         )
-    for name in found:
+    for name in found if delete else ():
         target = out_dir / name
         shutil.rmtree(target) if target.is_dir() else target.unlink()

@@ -251,9 +251,9 @@ def fit(
     checkpoint = latest_checkpoint(out_dir) if resume else None
     if checkpoint is not None:
         check_settings(checkpoint, settings)
-    elif main:
+    else:
+        prepare_fresh_start(out_dir, overwrite, delete=main)
         out_dir.mkdir(parents=True, exist_ok=True)
-        prepare_fresh_start(out_dir, overwrite)
     accelerator.wait_for_everyone()
     if main:
         launch = launch_record(accelerator, config)
