@@ -31,27 +31,24 @@ def _flag(name: str, prefix: str = "") -> str:
     return FLAG_NAMES.get(name, "--" + (prefix + name).replace("_", "-"))
 
 
-def _parameter(f: Field, hints: dict[str, Any], prefix: str = "", default: Any = MISSING):
-    annotation = hints[f.name]
+def _parameter(f: Field, annotation: Any, default: Any, prefix: str, panel: str):
+    """A keyword parameter whose typer option reads the field's flag name and help text."""
     if typing.get_origin(annotation) is typing.Literal:
         annotation = str
-    value = f.default if default is MISSING else default
-    option = typer.Option(_flag(f.name, prefix), help=help_of(f), rich_help_panel=None)
-    return inspect.Parameter(prefix + f.name, inspect.Parameter.KEYWORD_ONLY, default=value,
+    option = typer.Option(_flag(f.name, prefix), help=help_of(f), rich_help_panel=panel)
+    return inspect.Parameter(prefix + f.name, inspect.Parameter.KEYWORD_ONLY, default=default,
                              annotation=Annotated[annotation, option])  # fmt: skip
 
 
 def _group(cls: type, prefix: str, panel: str, overrides: dict[str, Any] | None = None):
+    """The parameters of every field of settings class ``cls``, under one help panel."""
     hints = field_types(cls)
     params = []
     for f in fields(cls):
-        default = (overrides or {}).get(f.name, MISSING)
-        if default is MISSING and f.default is MISSING:
+        default = (overrides or {}).get(f.name, f.default)
+        if default is MISSING:
             default = f.default_factory()  # type: ignore[misc]
-        p = _parameter(f, hints, prefix, default)
-        option = typing.get_args(p.annotation)[1]
-        option.rich_help_panel = panel
-        params.append(p)
+        params.append(_parameter(f, hints[f.name], default, prefix, panel))
     return params
 
 
