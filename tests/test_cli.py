@@ -114,6 +114,13 @@ def test_out_of_range_settings_are_usage_errors(tiny_model_dir, pair_files, tmp_
     assert not (tmp_path / "o" / "checkpoints").exists()
 
 
+def test_eval_refuses_a_beta_that_is_not_positive(tiny_model_dir, pair_files):
+    for command in ("eval", "eval-rm"):
+        output = refused(command, tiny_model_dir, *(["--data"] if command == "eval-rm" else []),
+                         pair_files["jsonl"], "--beta", "-1")  # fmt: skip
+        assert "Invalid value for '--beta': must be a number > 0, got -1.0" in output
+
+
 def test_unknown_methods_and_options_name_what_was_wrong(tiny_model_dir, pair_files, tmp_path):
     output = refused("train", "nope", tiny_model_dir, pair_files["jsonl"])
     assert "No such command 'nope'" in output

@@ -64,6 +64,15 @@ Out = Annotated[Path, typer.Option("--out", help="Output directory (created if m
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same numbers.")]
 
 
+def _positive(value: float) -> float:
+    if not value > 0:  # also refuses nan
+        raise typer.BadParameter(f"must be a number > 0, got {value}")
+    return value
+
+
+Beta = Annotated[float, typer.Option(help="Beta of the implicit reward (> 0).", callback=_positive)]
+
+
 def _debug_requested(ctx: click.Context) -> bool:
     return bool(ctx.meta.get("prefloop_debug")) or os.environ.get("PREFLOOP_DEBUG") == "1"
 
@@ -133,7 +142,7 @@ def evaluate(
     reference: Annotated[
         Path | None, typer.Option(help="Reference policy (for KL and implicit reward).")
     ] = None,
-    beta: Annotated[float, typer.Option(help="Beta of the implicit reward.")] = 0.1,
+    beta: Beta = 0.1,
     world: Annotated[
         str | None, typer.Option(help="Score with this lab world's gold reward (e.g. reviews).")
     ] = None,
@@ -162,7 +171,7 @@ def eval_rm(
     reference: Annotated[
         Path | None, typer.Option(help="Reference policy: evaluate the DPO implicit reward.")
     ] = None,
-    beta: Annotated[float, typer.Option(help="Beta of the implicit reward.")] = 0.1,
+    beta: Beta = 0.1,
     world: Annotated[str, typer.Option(help="World whose evaluation suite to run.")] = "reviews",
     prompts: Annotated[int, typer.Option(help="Held-out prompts of the suite.", min=1)] = 200,
     seed: Seed = 0,
