@@ -368,6 +368,9 @@ def test_other_tasks_store_canonical_labels(client, server_token, task, extra, l
     assert canonical in j["label"]
 
 
+NO_CRITIQUE = "critique needs 'critique' text; a 'revision' alone is not enough"
+
+
 @pytest.mark.parametrize(
     "task, extra, label, detail",
     [
@@ -389,7 +392,9 @@ def test_other_tasks_store_canonical_labels(client, server_token, task, extra, l
             {"ratings": {"other": [1, 1, 1]}},
             "ratings must cover exactly the aspects ['help']",
         ),
-        ("critique", {}, {"target": 1}, "critique needs 'critique' text or a 'revision'"),
+        ("critique", {}, {"target": 1}, NO_CRITIQUE),
+        ("critique", {}, {"target": 1, "revision": "short"}, NO_CRITIQUE),
+        ("critique", {}, {"target": 1, "critique": "", "revision": "short"}, NO_CRITIQUE),
         (
             "critique",
             {},
@@ -455,6 +460,17 @@ def test_ai_judges_and_async_reading(client, server_token):
     assert (
         client.get(s.url("/judgments"), params={"limit": 0}, headers=s.admin()).status_code == 422
     )
+
+
+def test_an_ai_critique_needs_critique_text(client, server_token, engine):
+    s = make_setup(client, server_token, n_annotators=0, items=pair_items(1, k=3), task="critique")
+    judge = {"name": "critic", "model": "m-7b", "prompt_version": "v3"}
+    body = {"item_id": 1, "judge": judge, "label": {"target": 1, "revision": "short"}}
+    r = client.post(s.url("/ai-judgments"), json=body, headers=s.admin())
+    assert (r.status_code, r.json()["detail"]) == (422, NO_CRITIQUE)
+    assert count(engine, Judgment) == 0
+    body["label"]["critique"] = "too long"
+    assert client.post(s.url("/ai-judgments"), json=body, headers=s.admin()).status_code == 200
 
 
 def test_removed_annotator_keeps_judgments(client, server_token, engine):

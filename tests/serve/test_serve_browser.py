@@ -108,11 +108,25 @@ def test_ranking_rating_and_critique_pages(browser, live_server, sqlite_url):
         texts = open_project(critique.project["id"])
         target = browser.find_element(By.ID, "critique-target")
         target.find_element(By.CSS_SELECTOR, f'option[value="{texts.index("worst")}"]').click()
+        browser.find_element(By.ID, "critique-revision").send_keys("better")
+        browser.find_element(By.ID, "btn-submit").click()  # a revision alone is refused
+        error = browser.find_element(By.ID, "critique-error")
+        wait.until(ec.visibility_of(error))
+        assert error.text == "Write the critique too: a corrected response alone is not enough."
+        text_field = browser.find_element(By.ID, "critique-text")
+        assert text_field.get_attribute("aria-invalid") == "true"
+        assert browser.execute_script("return arguments[0].previousElementSibling", error) == (
+            text_field
+        )
+        wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Draft saved."))
+        texts = open_project(critique.project["id"])  # still the same item, the draft kept
+        assert browser.find_element(By.ID, "critique-revision").get_attribute("value") == "better"
+        assert not browser.find_element(By.ID, "critique-error").is_displayed()
         browser.find_element(By.ID, "critique-text").send_keys("too vague")
         wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Draft saved."))
         texts = open_project(critique.project["id"])  # reload: the draft comes back
         assert browser.find_element(By.ID, "critique-text").get_attribute("value") == "too vague"
-        browser.find_element(By.ID, "critique-revision").send_keys("better")
+        assert browser.find_element(By.ID, "critique-revision").get_attribute("value") == "better"
         browser.find_element(By.ID, "btn-submit").click()
         finished()
 

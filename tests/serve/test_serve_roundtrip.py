@@ -176,3 +176,30 @@ def test_an_ai_rating_must_score_every_response(client, server_token):
         for line in client.get(s.url("/export"), headers=s.admin()).text.splitlines()
     ]
     assert row["scores"] == [5.0, 3.0, 1.0]
+
+
+def test_a_critique_needs_its_text_to_export_and_load_back(client, server_token, tmp_path):
+    """A revision alone is refused; critiques with a revision, human and AI, load back."""
+    s = make_setup(client, server_token, n_annotators=1, task="critique",
+                   items=[{"prompt": "q", "responses": ["best", "worst"]}])  # fmt: skip
+    view = client.post(s.url("/next"), headers=s.ann()).json()
+    worst = [r["text"] for r in view["responses"]].index("worst")
+    url = f"{API}/assignments/{view['assignment_id']}/submit"
+    refused = client.post(url, json={"target": worst, "revision": "fixed"}, headers=s.ann())
+    assert (refused.status_code, refused.json()["detail"]) == (
+        422,
+        "critique needs 'critique' text; a 'revision' alone is not enough",
+    )
+    label = {"target": worst, "critique": "wrong", "revision": "fixed"}
+    assert client.post(url, json=label, headers=s.ann()).status_code == 200
+    judge = {"name": "critic", "model": "m", "prompt_version": "v"}
+    body = {"item_id": 1, "judge": judge, "order": [1, 0], "label": {"target": 0, "revision": "x"}}
+    assert client.post(s.url("/ai-judgments"), json=body, headers=s.admin()).status_code == 422
+    body["label"] |= {"critique": "too blunt"}
+    assert client.post(s.url("/ai-judgments"), json=body, headers=s.admin()).status_code == 200
+    path = tmp_path / "critiques.jsonl"
+    path.write_bytes(client.get(s.url("/export"), headers=s.admin()).content)
+    assert sorted(map(content, load_records(path)), key=repr) == [
+        ("Critique", "q", "worst", "too blunt", "x"),
+        ("Critique", "q", "worst", "wrong", "fixed"),
+    ]

@@ -77,8 +77,8 @@ def _critique(label: Label, order: list[int]) -> Canonical:
     _only(label, {"target", "critique", "revision"}, "critique")
     if label.target is None or label.target >= len(order):
         raise LabelError("critique needs a 'target' position among the shown responses")
-    if not (label.critique or label.revision):
-        raise LabelError("critique needs 'critique' text or a 'revision'")
+    if not label.critique:  # exported records require the text (prefloop.data.Critique)
+        raise LabelError("critique needs 'critique' text; a 'revision' alone is not enough")
     return Canonical(
         {"target": order[label.target], "critique": label.critique, "revision": label.revision}
     )

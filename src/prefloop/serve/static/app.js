@@ -216,7 +216,15 @@ function ratingControls(item, controls) {
 function critiqueControls(item, controls) {
   const target = el("select", { id: "critique-target", "aria-label": "response to critique" });
   for (const r of item.responses) target.append(el("option", { value: r.position }, `Response ${r.position + 1}`));
-  const critique = el("textarea", { id: "critique-text", placeholder: "What is wrong or missing?" });
+  const critique = el("textarea", { id: "critique-text", placeholder: "What is wrong or missing? (required)",
+    "aria-describedby": "critique-error" });
+  const problem = el("p", { id: "critique-error", class: "field-error", role: "alert" });
+  problem.hidden = true;
+  const showProblem = (message) => {
+    problem.textContent = message;
+    problem.hidden = !message;
+    critique.setAttribute("aria-invalid", message ? "true" : "false");
+  };
   const revision = el("textarea", { id: "critique-revision", placeholder: "Corrected response (optional)" });
   const draft = item.draft || {};
   if (draft.target !== undefined && draft.target !== null) target.value = String(draft.target);
@@ -235,9 +243,16 @@ function critiqueControls(item, controls) {
     }, 600);
   };
   for (const field of [target, critique, revision]) field.addEventListener("input", saveDraft);
-  controls.append(target, critique, revision, button("btn-submit", "Submit critique", () => {
+  critique.addEventListener("input", () => { if (critique.value) showProblem(""); });
+  controls.append(target, critique, problem, revision, button("btn-submit", "Submit critique", () => {
+    if (!critique.value) {  // the draft stays as typed; exported critiques need the text
+      showProblem(revision.value
+        ? "Write the critique too: a corrected response alone is not enough."
+        : "Write a critique.");
+      critique.focus();
+      return;
+    }
     clearTimeout(timer);
-    if (!critique.value && !revision.value) { say("Write a critique or a corrected response."); return; }
     submit(label());
   }));
   $("keys").textContent = "Your text is saved as a draft while you type. Ctrl+Enter submits.";
