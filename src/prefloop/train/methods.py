@@ -213,12 +213,3 @@ METHODS: dict[str, Method] = {
         "multi-objective-rm", MultiObjectiveConfig, (Rating,), _multi_objective_recipe, REWARD_LR
     ),  # fmt: skip
 }
-
-
-def get_method(name: str) -> Method:
-    try:
-        return METHODS[name]
-    except KeyError:
-        raise RecordKindError(
-            f"unknown method {name!r}; choose from {', '.join(METHODS)}"
-        ) from None
