@@ -221,38 +221,51 @@ def serve(
     )
 
 
+FeedbackDb = Annotated[
+    str | None,
+    typer.Option(help="Database URL of the service (default: sqlite:///prefloop-feedback.db)."),
+]
+ServerUrl = Annotated[
+    str | None, typer.Option(help="A running server (http://host:port) instead of --db.")
+]
+ServerToken = Annotated[
+    str | None, typer.Option(envvar="PREFLOOP_TOKEN", help="Project admin token for --url.")
+]
+
+
 @app.command("feedback-import")
 def feedback_import(
     path: Annotated[
         Path, typer.Argument(help="Items: records (JSONL/Parquet/HF dir) or API JSONL.")
     ],
     project: Annotated[int, typer.Option(help="Project id.")],
-    db: Annotated[str, typer.Option(help="Database URL of the service.")] = (
-        "sqlite:///prefloop-feedback.db"
-    ),
+    db: FeedbackDb = None,
+    url: ServerUrl = None,
+    token: ServerToken = None,
 ) -> None:
     """Add items to judge to a project of the feedback service."""
     from prefloop.serve.cli import import_command
 
-    console.print(f"{import_command(str(path), project, db)} new items")
+    console.print(f"{import_command(str(path), project, db, url=url, token=token)} new items")
 
 
 @app.command("feedback-export")
 def feedback_export(
     project: Annotated[int, typer.Option(help="Project id.")],
     out: Out = Path("feedback.jsonl"),
-    db: Annotated[str, typer.Option(help="Database URL of the service.")] = (
-        "sqlite:///prefloop-feedback.db"
-    ),
+    db: FeedbackDb = None,
     form: Annotated[
         str, typer.Option(help="prefloop, trl-explicit, trl-implicit or trl-kto.")
     ] = "prefloop",
     pairs: Annotated[bool, typer.Option(help="Expand rankings into pairs.")] = False,
+    url: ServerUrl = None,
+    token: ServerToken = None,
 ) -> None:
     """Export a project's judgments as training records with provenance columns."""
     from prefloop.serve.cli import export_command
 
-    console.print(f"{export_command(project, str(out), db, form, pairs)} rows written to {out}")
+    count = export_command(project, str(out), db, form, pairs, url=url, token=token)
+    console.print(f"{count} rows written to {out}")
 
 
 def _lab_command(name: str, module: str, function: str, help_text: str) -> None:

@@ -1,7 +1,8 @@
 """Command-line entry points, plain functions for ``prefloop serve`` to wire up.
 
 ``serve_command`` runs the server (``init=True`` first creates the server-admin token and prints
-it once); ``import_command`` and ``export_command`` move items and judgments through files.
+it once); ``import_command`` and ``export_command`` move items and judgments through files, on
+the database (``db``) or through a running server (``url`` and ``token``, with :class:`Client`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from prefloop.data.errors import FeedbackFormatError
 from prefloop.serve.audit import audit
 from prefloop.serve.auth import SERVER_ADMIN, issue_token
+from prefloop.serve.client import Client, ServeError
 from prefloop.serve.db import Credential, Project, make_engine, make_sessionmaker
 from prefloop.serve.export import FORMS, ndjson, project_records, rows
 from prefloop.serve.items import ItemFileError, insert_items, items_from_file
@@ -89,19 +91,50 @@ def _project(session, project_id: int) -> Project:
     return project
 
 
-def import_command(path: str, project: int, db: str = DEFAULT_DB) -> int:
+def _server(db: str | None, url: str | None, token: str | None) -> Client | None:
+    """A client for ``url`` (None without one); ``url`` with ``db``, or without a token, exits."""
+    if url is None:
+        return None
+    if db is not None:
+        raise SystemExit("give --url (a running server) or --db (the database), not both")
+    if not token:
+        raise SystemExit("--url needs a project admin token: --token or PREFLOOP_TOKEN")
+    return Client(url, token)
+
+
+def _on_server(client: Client, call):
+    """``call(client)``; a server error or an unreachable server exits with one line."""
+    with client:
+        try:
+            return call(client)
+        except ServeError as err:
+            raise SystemExit(f"server: {err}") from None
+
+
+def import_command(
+    path: str,
+    project: int,
+    db: str | None = None,
+    *,
+    url: str | None = None,
+    token: str | None = None,
+) -> int:
     """Add items from a file: prefloop/TRL records (JSONL, Parquet, HF folder: comparisons or
     ratings) or JSONL lines in the API's item form (``{"prompt", "responses", ...}``).
 
-    Returns the number of new items; rows already imported (same file and line) are skipped.
-    A malformed file exits with ``file:line: field '...': what is wrong``, storing nothing.
+    Into the database ``db`` (default :data:`DEFAULT_DB`), or, with ``url``, through the server
+    there with the project admin ``token``. Returns the number of new items; rows already
+    imported (same file name and line: the item's external id) are skipped. A malformed file
+    exits with ``file:line: field '...': what is wrong``, storing nothing.
     """
     source = Path(path)
     try:
         specs = items_from_file(source)
     except (ItemFileError, FeedbackFormatError) as err:
         raise SystemExit(str(err)) from None
-    with make_sessionmaker(open_db(db))() as session:
+    if (client := _server(db, url, token)) is not None:
+        return _on_server(client, lambda c: c.add_items(project, specs).created)
+    with make_sessionmaker(open_db(db or DEFAULT_DB))() as session:
         try:
             _ids, created = insert_items(session, _project(session, project), specs)
         except HTTPException as err:  # e.g. an external_id given twice
@@ -114,15 +147,26 @@ def import_command(path: str, project: int, db: str = DEFAULT_DB) -> int:
 def export_command(
     project: int,
     out: str,
-    db: str = DEFAULT_DB,
+    db: str | None = None,
     form: str = "prefloop",
     pairs: bool = False,
     judges: str = "all",
+    *,
+    url: str | None = None,
+    token: str | None = None,
 ) -> int:
-    """Write the project's judgments as JSON lines (training + provenance columns); row count."""
+    """Write the project's judgments as JSON lines (training + provenance columns); row count.
+
+    From the database ``db`` (default :data:`DEFAULT_DB`), or, with ``url``, the server's
+    export with the project admin ``token``: the same lines either way.
+    """
     if form not in FORMS:
         raise SystemExit(f"form must be one of {FORMS}")
-    with make_sessionmaker(open_db(db))() as session:
+    if (client := _server(db, url, token)) is not None:
+        body = _on_server(client, lambda c: c.export(project, form, pairs, judges))
+        Path(out).write_bytes(body)
+        return body.count(b"\n")
+    with make_sessionmaker(open_db(db or DEFAULT_DB))() as session:
         records = project_records(session, _project(session, project), judges, pairs)
         audit(session, "cli", "export", project, out, form=form)
         session.commit()

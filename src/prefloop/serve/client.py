@@ -284,6 +284,18 @@ class Client:
         answer = self._json("POST", f"/projects/{project_id}/ai-judgments", json=body)
         return JudgmentOut.model_validate(answer)
 
+    def export(
+        self,
+        project_id: int,
+        form: str = "prefloop",
+        pairs: bool = False,
+        judges: str = "all",
+        include_ties: bool = False,
+    ) -> bytes:
+        """The export as the server sends it: JSON lines of ``form`` (the bytes of the file)."""
+        params = {"form": form, "pairs": pairs, "judges": judges, "include_ties": include_ties}
+        return self._request("GET", f"/projects/{project_id}/export", params=params).content
+
     def export_records(
         self,
         project_id: int,
@@ -294,8 +306,7 @@ class Client:
     ) -> list[FeedbackRecord]:
         """The project's judgments as prefloop records (read with ``load_records``, so exactly
         what training on the exported file would see; provenance is in ``metadata``)."""
-        params = {"form": form, "pairs": pairs, "judges": judges, "include_ties": include_ties}
-        body = self._request("GET", f"/projects/{project_id}/export", params=params).content
+        body = self.export(project_id, form, pairs, judges, include_ties)
         with tempfile.TemporaryDirectory(prefix="prefloop-export-") as folder:
             path = Path(folder) / "export.jsonl"
             path.write_bytes(body)
