@@ -115,10 +115,8 @@ def _record_tensors(method: PairwiseMethod, pairs: Sequence[Comparison]) -> dict
         if any(c.margin is None for c in pairs):
             raise ConfigError(f"method {method.name!r}: use_margin needs a margin on every pair")
         found["margin"] = torch.tensor([c.margin for c in pairs], dtype=torch.float32)
-    if (
-        "strength" in get_objective(method.name).options
-        and method.loss_options().get("strength") is None
-    ):
+    # a per-pair strength, unless the objective has none or one was set for every pair
+    if "strength" in get_objective(method.name).options and method.strength is None:
         found["strength"] = torch.tensor(
             [1.0 if c.strength is None else c.strength for c in pairs], dtype=torch.float32
         )
