@@ -134,6 +134,22 @@ def train_rm(ctx: typer.Context) -> None:
     command.main(ctx.args, prog_name="prefloop train-rm", standalone_mode=False)
 
 
+@app.command(
+    "train-online",
+    help="Sample from a policy, judge, update: online/iterative DPO, RAFT, RLOO, GRPO, "
+    "REINFORCE++, PPO. `prefloop train-online --method NAME --help` lists its options.",
+    context_settings={"ignore_unknown_options": True, "allow_extra_args": True},
+    add_help_option=False,
+)
+def train_online(
+    ctx: typer.Context,
+    method: Annotated[str | None, typer.Option(help="The online method.")] = None,
+) -> None:
+    from prefloop.cli_online import dispatch
+
+    dispatch(ctx, method, console)
+
+
 @app.command("eval")
 def evaluate(
     model: Annotated[Path, typer.Argument(help="Policy or reward model directory.")],

@@ -77,6 +77,21 @@ def iter_records(
     return _parse_rows(_read_rows(source, split), str(source), kind)
 
 
+def load_prompts(path: PathLike, split: str = "train") -> list[Prompt]:
+    """The prompts an online method samples for: a ``.txt`` file (one per line) or the
+    ``prompt`` column (text or messages) of a JSONL/Parquet file or datasets directory."""
+    source = Path(path)
+    if source.suffix.lower() == ".txt" and source.is_file():
+        prompts: list[Prompt] = [line.strip() for line in source.read_text().splitlines()]
+        prompts = [p for p in prompts if p]
+    else:
+        prompts = [_prompt(_Row(data, str(source), line), [])
+                   for line, data in _read_rows(source, split)]  # fmt: skip
+    if not prompts:
+        raise FeedbackFormatError(source, "at least one prompt", "no prompts")
+    return prompts
+
+
 def _read_rows(path: Path, split: str) -> Iterator[tuple[int, dict[str, Any]]]:
     if not path.exists():
         raise FeedbackFormatError(path, "an existing file or directory", "nothing at this path")

@@ -31,7 +31,7 @@ class OnlineSettings:
 
     samples_per_prompt: int = setting(4, "Completions sampled per prompt (K).", low=1)
     rollout_prompts: int = setting(16, "Prompts sampled per rollout.", low=1)
-    epochs: int = setting(1, "Passes over each rollout's items (PPO: several).", low=1)
+    rollout_epochs: int = setting(1, "Passes over each rollout's items (PPO: several).", low=1)
     temperature: float = setting(1.0, "Sampling temperature (0: greedy).", low=0)
     top_p: float = setting(1.0, "Nucleus sampling mass.", low=0, low_open=True, high=1)
     top_k: int = setting(0, "Sample among the k likeliest tokens (0: all).", low=0)

@@ -53,7 +53,7 @@ class PolicyGradientSettings(OnlineSettings):
 
     def __post_init__(self) -> None:
         validate(self, f"method {self.name!r}")
-        if self.epochs > 1 and self.rollout_prompts * self.samples_per_prompt <= 1:
+        if self.rollout_epochs > 1 and self.rollout_prompts * self.samples_per_prompt <= 1:
             raise ConfigError(f"method {self.name!r}: several epochs need several samples")
 
     @property
@@ -72,8 +72,9 @@ class GRPOConfig(PolicyGradientSettings):
                              choices=("grpo", "dr_grpo", "dapo"))  # fmt: skip
     dynamic_sampling: bool | None = setting(None, "Drop groups whose rewards are all equal and "
                                             "sample again (unset: on for dapo).")  # fmt: skip
-    overlong_buffer: int | None = setting(None, "DAPO's soft overlong buffer in tokens (0: "
-                                          "off; unset: max_new_tokens/4 for dapo).", low=0)  # fmt: skip
+    overlong_buffer: int | None = setting(
+        None, "DAPO's soft overlong buffer in tokens (0: off; unset: max_new_tokens/4 for dapo).",
+        low=0)  # fmt: skip
     max_sampling_rounds: int = setting(4, "Sampling rounds to fill a rollout under dynamic "
                                        "sampling.", low=1)  # fmt: skip
 
@@ -116,7 +117,7 @@ class PPOConfig(PolicyGradientSettings):
 
     name: ClassVar[str] = "ppo"
     samples_per_prompt: int = setting(1, "Completions sampled per prompt.", low=1)
-    epochs: int = setting(4, "Passes over each rollout's minibatches.", low=1)
+    rollout_epochs: int = setting(4, "Passes over each rollout's minibatches.", low=1)
     beta: float = setting(0.05, "Per-token KL penalty β in the reward.", low=0)
     kl_estimator: str = setting("k1", "Per-token KL estimator in the reward.",
                                 choices=("k1", "k2", "k3"))  # fmt: skip
@@ -341,7 +342,7 @@ def policy_gradient_task(loop: Loop, config: PolicyGradientSettings, train: Trai
         build = build_ppo_rollout(loop, config, value)
     else:
         build = build_group_rollout(loop, config)
-    source = RolloutSource(build, train.batch_size, config.epochs, train.seed, loop.schedule,
+    source = RolloutSource(build, train.batch_size, config.rollout_epochs, train.seed, loop.schedule,
                            loop.labels, loop.restore_labels)  # fmt: skip
     trainables = [Trainable(loop.policy)] + ([Trainable(value)] if value else [])
     return online_task(config, loop, source, policy_gradient_loss(loop, config, value),
@@ -361,3 +362,11 @@ def online_task(config, loop: Loop, source: RolloutSource, loss, trainables) -> 
                 "judge": type(loop.judge).__name__, "prompts": len(loop.prompts)}  # fmt: skip
     return Task(config.name, source, with_rollout_metrics, trainables,
                 loop.policy.save_pretrained, settings)  # fmt: skip
+
+
+@dataclass
+class ReinforcePPBaselineConfig(ReinforcePPConfig):
+    """REINFORCE++-baseline: each group's mean reward is subtracted before the token returns."""
+
+    name: ClassVar[str] = "reinforce++-baseline"
+    baseline: bool = setting(True, "Subtract each group's mean reward first.")

@@ -51,7 +51,7 @@ class IterativeDPOConfig(OnlineDPOConfig):
     samples_per_prompt: int = setting(4, "Completions per prompt; best vs worst is the pair.",
                                       low=2)  # fmt: skip
     rollout_prompts: int = setting(64, "Prompts per iteration.", low=1)
-    epochs: int = setting(2, "Passes over each iteration's pairs.", low=1)
+    rollout_epochs: int = setting(2, "Passes over each iteration's pairs.", low=1)
     reference: str = setting("previous", "fixed, previous (the last iterate) or every.",
                              choices=("fixed", "previous", "every"))  # fmt: skip
 
@@ -62,7 +62,7 @@ class RAFTConfig(OnlineSettings):
 
     name: ClassVar[str] = "raft"
     keep_top: int = setting(1, "Samples kept per prompt (the highest rewards).", low=1)
-    epochs: int = setting(1, "Passes over each rollout's kept samples.", low=1)
+    rollout_epochs: int = setting(1, "Passes over each rollout's kept samples.", low=1)
 
 
 def _extremes(loop: Loop, rollout: Rollout, seed: int) -> list[tuple[int, int]]:
@@ -149,10 +149,10 @@ def build_best(loop: Loop, config: RAFTConfig):
         items = []
         for g, group in enumerate(rewards):
             for j in torch.argsort(group, descending=True)[: config.keep_top].tolist():
-                items.append({"prompt_ids": rollout.prompt_ids[g],
-                              "completion_ids": rollout.completion_ids[g * rollout.k + j]})  # fmt: skip
-        metrics = {"reward": rewards.mean().item(),
-                   "kept_reward": rewards.topk(min(config.keep_top, rollout.k), -1).values.mean().item(),
+                sample = rollout.completion_ids[g * rollout.k + j]
+                items.append({"prompt_ids": rollout.prompt_ids[g], "completion_ids": sample})
+        kept = rewards.topk(min(config.keep_top, rollout.k), -1).values
+        metrics = {"reward": rewards.mean().item(), "kept_reward": kept.mean().item(),
                    "completion_length": sum(rollout.lengths) / len(rollout.lengths),
                    "generation_tokens_per_second": rollout.tokens_per_second}  # fmt: skip
         return items, metrics
@@ -177,6 +177,6 @@ def preference_task(loop: Loop, config: OnlineDPOConfig | RAFTConfig, train: Tra
         build, loss = build_best(loop, config), likelihood_loss(loop)
     else:
         build, loss = build_pairs(loop, config), pair_loss(loop, config)
-    source = RolloutSource(build, train.batch_size, config.epochs, train.seed, loop.schedule,
+    source = RolloutSource(build, train.batch_size, config.rollout_epochs, train.seed, loop.schedule,
                            loop.labels, loop.restore_labels)  # fmt: skip
     return online_task(config, loop, source, loss, [Trainable(loop.policy)])

@@ -78,7 +78,8 @@ class RolloutSource:
     def __init__(self, build: Builder, batch_size: int, epochs: int, seed: int,
                  reference: ReferenceSchedule | None = None,
                  counters: Callable[[], dict[str, int]] | None = None,
-                 restore_counters: Callable[[dict[str, int]], None] | None = None) -> None:  # fmt: skip
+                 restore_counters: Callable[[dict[str, int]], None] | None = None,
+                 ) -> None:  # fmt: skip
         self.build, self.batch_size, self.epochs, self.seed = build, batch_size, epochs, seed
         self.reference = reference
         self.counters, self.restore_counters = counters, restore_counters
@@ -93,10 +94,11 @@ class RolloutSource:
             self._refill(step, shard)
         mine = [self.items[i] for i in self.schedule[self.position]]
         self.position += 1
+        # Each process holds an equal share of the rollout, so the step's global batch is
+        # count × this share (a rollout smaller than batch_size makes a smaller step).
+        size = max(1, len(mine) * shard.count)
         # Every process must join each step's gradient sync, even with nothing to add.
-        return (
-            Batch(mine, self.batch_size) if mine else Batch(self.items[:1], self.batch_size, True)
-        )
+        return Batch(mine, size) if mine else Batch(self.items[:1], size, True)
 
     def _refill(self, step: int, shard: Shard) -> None:
         for _ in range(100):  # a rollout may keep nothing (e.g. every group tied): sample again
