@@ -28,7 +28,7 @@ from prefloop.objectives.policy_gradient import (
 )
 from prefloop.online.logps import completion_logps
 from prefloop.online.loop import Loop, OnlineSettings, padded
-from prefloop.online.rewards import shaped_rewards
+from prefloop.online.rewards import rollout_rewards, shaped_rewards
 from prefloop.online.rollout import Rollout
 from prefloop.online.source import RolloutSource, pad_tokens
 from prefloop.online.value import ValueModel
@@ -198,7 +198,10 @@ def build_group_rollout(loop: Loop, config: PolicyGradientSettings):
         else:
             seed = loop.call_seed(rollout_index)
             rollout = loop.sample(prompts, seed)
-            rewards, keep = shaped_rewards(loop, rollout, seed)
+            rewards, keep, dense = rollout_rewards(loop, rollout, seed)
+            if dense is not None and not isinstance(config, ReinforcePPConfig):
+                dense = None  # RLOO takes the summed reward
+            rollout.dense_rewards = dense
             k = config.samples_per_prompt
             groups = [(rollout, g, rewards[g * k : (g + 1) * k], keep[g * k : (g + 1) * k])
                       for g in range(len(prompts))]  # fmt: skip
@@ -236,9 +239,15 @@ def _rollout_items(loop: Loop, config, rollout: Rollout, groups) -> list[dict]:
     in_reward = kls is not None and config.kl_in == "reward"
     _, mask = pad_tokens([rollout.behaviour_logps[i] for i in rows])
     if isinstance(config, ReinforcePPConfig):
-        sequence = rewards - rewards.mean(-1, keepdim=True) if config.baseline else rewards
+        baseline = rewards.mean(-1, keepdim=True) if config.baseline else torch.zeros(1, 1)
         kl = pad_tokens([kls[i] for i in rows])[0] if in_reward else None
-        per_token = token_rewards(sequence.flatten(), kl, mask, config.beta)
+        dense = rollout.dense_rewards
+        if dense is None:
+            per_token = token_rewards((rewards - baseline).flatten(), kl, mask, config.beta)
+        else:  # rewards at segment ends; the group baseline comes off at the last token
+            shift = (-baseline).expand_as(rewards).flatten()
+            per_token = dense[rows][:, : mask.shape[1]] + token_rewards(shift, kl, mask,
+                                                                        config.beta)  # fmt: skip
         advantages = _trim(whiten(returns_to_go(per_token, mask), mask), mask)
     else:
         if in_reward:
@@ -307,13 +316,16 @@ def build_ppo_rollout(loop: Loop, config: PPOConfig, value: ValueModel):
         prompts = loop.rollout_prompts(rollout_index, shard)
         seed = loop.call_seed(rollout_index)
         rollout = loop.sample(prompts, seed)
-        rewards, keep = shaped_rewards(loop, rollout, seed)
+        rewards, keep, dense = rollout_rewards(loop, rollout, seed)
         rows = list(range(len(rollout.completion_ids)))
         _, mask = pad_tokens(rollout.behaviour_logps)
         reference, kls = _sequence_kl(loop, rollout, config)
         in_reward = kls is not None and config.kl_in == "reward"
         kl = pad_tokens(kls)[0] if in_reward else None
-        per_token = token_rewards(rewards, kl, mask, config.beta)
+        if dense is None:
+            per_token = token_rewards(rewards, kl, mask, config.beta)
+        else:  # Fine-Grained RLHF: rewards at segment ends, KL at every token
+            per_token = dense + token_rewards(torch.zeros(len(rows)), kl, mask, config.beta)
         prompt_ids = [ids for ids in rollout.prompt_ids for _ in range(rollout.k)]
         with torch.no_grad():
             values = value.completion_values(prompt_ids, rollout.completion_ids, pad).cpu()

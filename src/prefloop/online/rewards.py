@@ -5,9 +5,11 @@ from __future__ import annotations
 import torch
 
 from prefloop.objectives.policy_gradient import overlong_penalty
+from prefloop.online.dense import DenseJudge
 from prefloop.online.judges import PairwiseJudge, ScalarJudge
 from prefloop.online.loop import Loop
 from prefloop.online.rollout import Rollout
+from prefloop.online.source import pad_tokens
 
 
 def judge_rewards(loop: Loop, rollout: Rollout, seed: int) -> torch.Tensor:
@@ -36,6 +38,22 @@ def judge_rewards(loop: Loop, rollout: Rollout, seed: int) -> torch.Tensor:
         rewards[i] += p
         rewards[j] += 1.0 - p
     return rewards / (k - 1)
+
+
+def rollout_rewards(
+    loop: Loop, rollout: Rollout, seed: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Rewards and loss weights as :func:`shaped_rewards`, plus the per-token rewards
+    ([N, L], completion-aligned) when the judge is dense; their sums are then the rewards."""
+    if isinstance(loop.judge, DenseJudge):
+        _, mask = pad_tokens(rollout.behaviour_logps)
+        dense = loop.judge.token_rewards(rollout.sample_prompts, rollout.completion_ids, mask)
+        keep = torch.ones(len(mask))
+        if loop.settings.truncated == "mask":
+            keep = torch.tensor([float(f) for f in rollout.finished])
+        return dense.sum(-1), keep, dense
+    rewards, keep = shaped_rewards(loop, rollout, seed)
+    return rewards, keep, None
 
 
 def shaped_rewards(

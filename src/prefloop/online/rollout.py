@@ -44,6 +44,8 @@ class Rollout:
     texts: list[str]
     seconds: float = 0.0
     metrics: dict[str, float] = field(default_factory=dict)
+    #: per-token rewards [N, L] of a dense judge, set by the method that asked for them
+    dense_rewards: torch.Tensor | None = None
 
     @property
     def sample_prompts(self) -> list[Prompt]:
