@@ -61,6 +61,7 @@ def test_verdict_only_when_the_interval_excludes_zero():
 
 def test_seed_list_and_its_message():
     assert lr.seed_list(4, 3) == [4, 5, 6]
+    assert lr.seed_list(2) == [2, 3, 4] and lr.seed_list(2, fast=True) == [2]
     with pytest.raises(ValueError, match="--seeds must be at least 1, got 0"):
         lr.seed_list(0, 0)
 

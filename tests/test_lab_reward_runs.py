@@ -27,29 +27,42 @@ TINY_BASE = BasePolicySetup(
 TINY_RM = TrainConfig(learning_rate=1e-3, batch_size=16, epochs=1)
 
 
-def test_overoptimization_lab_writes_curves_for_every_selector(tmp_path, console):
+def test_overoptimization_lab_at_two_seeds_writes_per_seed_and_aggregate(tmp_path, console):
     config = replace(OveroptimizationConfig(), base=TINY_BASE, label_prompts=40,
                      heldout_prompts=20, reward_model=TINY_RM, ensemble_size=2, bon_prompts=3,
                      bon_samples=16, max_n=8)  # fmt: skip
-    run_overoptimization(config, tmp_path, console)
+    run_overoptimization(config, [0, 1], tmp_path, console)
     report = json.loads((tmp_path / "overoptimization.json").read_text())
-    assert [s["label_noise"] for s in report["settings"]] == [0.0, 0.25]
-    for setting in report["settings"]:
-        assert set(setting["curves"]) == {"single", "mean", "wco", "uwo"}
-        assert set(setting["shared_heads"]["curves"]) == {"mean", "wco", "uwo"}
-        assert len(setting["head_heldout_accuracy"]) == 2
-        assert len(setting["shared_heads"]["head_heldout_accuracy"]) == 2
-        for curve in setting["curves"].values():
-            assert [p["n"] for p in curve] == [1, 2, 4, 8]
-            assert [p["kl"] for p in curve] == pytest.approx(
-                [best_of_n_kl(n) for n in (1, 2, 4, 8)]
-            )
-        # n = 1 selects nothing: every selector's gold is the pool's mean gold
-        for curve in [*setting["curves"].values(), *setting["shared_heads"]["curves"].values()]:
-            assert curve[0]["gold"] == pytest.approx(report["pool"]["mean_gold"], abs=1e-9)
-    assert report["settings"][1]["flipped"] > 0 and report["settings"][0]["flipped"] == 0
+    assert report["seeds"] == [0, 1] and [s["seed"] for s in report["per_seed"]] == [0, 1]
+    assert (tmp_path / "seed-1" / "overoptimization.json").exists()
+    for seed_report in report["per_seed"]:
+        assert [s["label_noise"] for s in seed_report["settings"]] == [0.0, 0.25]
+        for setting in seed_report["settings"]:
+            assert set(setting["curves"]) == {"single", "mean", "wco", "uwo"}
+            assert set(setting["shared_heads"]["curves"]) == {"mean", "wco", "uwo"}
+            assert len(setting["head_heldout_accuracy"]) == 2
+            for curve in setting["curves"].values():
+                assert [p["n"] for p in curve] == [1, 2, 4, 8]
+                assert [p["kl"] for p in curve] == pytest.approx(
+                    [best_of_n_kl(n) for n in (1, 2, 4, 8)]
+                )
+            # n = 1 selects nothing: every selector's gold is the pool's mean gold
+            shared = setting["shared_heads"]["curves"].values()
+            for curve in [*setting["curves"].values(), *shared]:
+                assert curve[0]["gold"] == pytest.approx(seed_report["pool"]["mean_gold"])
+        assert seed_report["settings"][1]["flipped"] > 0 == seed_report["settings"][0]["flipped"]
+    # the seeds draw different pools, and the aggregate is their mean with an interval
+    golds = [s["pool"]["mean_gold"] for s in report["per_seed"]]
+    assert golds[0] != golds[1]
+    pooled = report["aggregate"]["pool_mean_gold"]
+    assert pooled["mean"] == pytest.approx(sum(golds) / 2) and pooled["values"] == golds
+    assert pooled["low"] < pooled["mean"] < pooled["high"]
+    selectors = report["aggregate"]["settings"][1]["selectors"]
+    assert set(selectors) == {"single", "mean", "wco", "uwo", "mean (shared heads)",
+                              "wco (shared heads)", "uwo (shared heads)"}  # fmt: skip
+    assert len(report["comparisons"]) == 2 * 3 * 3  # noise x combiner x (gold, drop, shared)
     text = (tmp_path / "overoptimization.md").read_text()
-    assert "K independent reward models vs K heads on one shared backbone" in text
+    assert "full run, 2 seeds (0, 1)" in text and "| wco (shared heads) |" in text
     assert (tmp_path / "overoptimization.png").stat().st_size > 0
 
 

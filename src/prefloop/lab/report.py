@@ -49,8 +49,13 @@ from prefloop.eval.report import plt, write_json
 INTERVAL_METHOD = "95% Student-t interval over seeds: mean ± t(0.975, n-1) · sd / sqrt(n)"
 
 
-def seed_list(seed: int, seeds: int) -> list[int]:
-    """``seeds`` consecutive seeds from ``seed``: seed, seed + 1, ..."""
+DEFAULT_SEEDS = 3  # a full run's seeds; ``--fast`` defaults to one
+
+
+def seed_list(seed: int, seeds: int | None = None, fast: bool = False) -> list[int]:
+    """``seeds`` consecutive seeds from ``seed`` (seed, seed + 1, ...); by default
+    ``DEFAULT_SEEDS`` for a full run and one for ``--fast``."""
+    seeds = seeds if seeds is not None else (1 if fast else DEFAULT_SEEDS)
     if seeds < 1:
         raise ValueError(f"--seeds must be at least 1, got {seeds}")
     return list(range(seed, seed + seeds))
@@ -86,6 +91,13 @@ class Interval:
     low: float
     high: float
     values: tuple[float, ...]
+
+    @classmethod
+    def from_dict(cls, cell: dict[str, Any]) -> Interval:
+        """The inverse of ``to_dict``, for code reading a saved report."""
+        low, high = cell["low"], cell["high"]
+        return cls(cell["mean"], -math.inf if low is None else low,
+                   math.inf if high is None else high, tuple(cell["values"]))  # fmt: skip
 
     @property
     def n(self) -> int:
@@ -214,7 +226,19 @@ def seeds_note(report: dict) -> str:
             f"{report['seconds'] / 60:.1f} min.")  # fmt: skip
 
 
+def as_interval(value: Interval | dict[str, Any]) -> Interval:
+    """An Interval, or an interval dict from a saved report, as an Interval."""
+    return value if isinstance(value, Interval) else Interval.from_dict(value)
+
+
+def text(value: Interval | dict[str, Any], digits: int = 3, sign: bool = False) -> str:
+    """``mean ± half-width`` of an Interval or a saved interval dict."""
+    return as_interval(value).text(digits, sign)
+
+
 def _cell(value: Any, digits: int = 3) -> str:
+    if isinstance(value, dict) and "values" in value:
+        value = Interval.from_dict(value)
     if isinstance(value, Interval):
         return value.text(digits)
     if isinstance(value, float):
@@ -229,22 +253,25 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], digits: int = 3)
     return "\n".join(lines)
 
 
-def comparisons_markdown(comparisons: Sequence[Comparison]) -> str:
-    """Every paired comparison with its difference and the verdict it supports."""
+def comparisons_markdown(comparisons: Iterable[Comparison | dict[str, Any]]) -> str:
+    """Every paired comparison (objects or their saved dicts) with A − B and its verdict."""
+    rows = [_plain(c) for c in comparisons]
     return table(
         ["comparison (A − B, paired by seed)", "A − B", "verdict"],
-        [(c.name, c.difference.text(sign=True), c.verdict) for c in comparisons],
-    )
+        [(c["name"], Interval.from_dict(c["difference"]).text(sign=True), c["verdict"])
+         for c in rows],
+    )  # fmt: skip
 
 
-def plot_bars(path: Path, groups: dict[str, dict[str, Interval]], ylabel: str, title: str) -> Path:
-    """Grouped bars with 95 % error bars: one group per key of ``groups``, one bar per series."""
+def plot_bars(path: Path, groups: dict[str, dict[str, Any]], ylabel: str, title: str) -> Path:
+    """Grouped bars with 95 % error bars: one group per key of ``groups``, one bar per series
+    (Intervals or saved interval dicts)."""
     series = list(dict.fromkeys(s for g in groups.values() for s in g))
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(groups) * max(1, len(series)) / 2), 4))
     width = 0.8 / max(1, len(series))
     for i, name in enumerate(series):
         xs = [x + i * width for x, g in enumerate(groups.values()) if name in g]
-        cells = [g[name] for g in groups.values() if name in g]
+        cells = [as_interval(g[name]) for g in groups.values() if name in g]
         errors = [0.0 if c.n == 1 else c.high - c.mean for c in cells]
         ax.bar(xs, [c.mean for c in cells], width, yerr=errors, capsize=3, label=name)
     ax.set_xticks([x + width * (len(series) - 1) / 2 for x in range(len(groups))], list(groups))
@@ -259,18 +286,22 @@ def plot_bars(path: Path, groups: dict[str, dict[str, Interval]], ylabel: str, t
     return Path(path)
 
 
-Curve = tuple[Sequence[float], Sequence[Interval]]
+Curve = tuple[Sequence[float], Sequence[Any]]  # x values, Intervals (or interval dicts)
 
 
 def plot_curves(
     path: Path, panels: dict[str, dict[str, Curve]], xlabel: str, ylabel: str,
-    styles: dict[str, str] | None = None,
+    styles: dict[str, str] | None = None, columns: int = 2,
 ) -> Path:  # fmt: skip
-    """One panel per key of ``panels``; in each, one line per series (x, intervals) with 95 %
-    error bars. ``styles`` maps a series name to a matplotlib format string (e.g. ``"k:"``)."""
-    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
-    for ax, (title, series) in zip(axes[0], panels.items()):
+    """One panel per key of ``panels`` (``columns`` per row); in each, one line per series
+    (x, intervals) with 95 % error bars. ``styles`` maps a series name to a matplotlib format
+    string (e.g. ``"k:"``)."""
+    columns = min(columns, len(panels))
+    rows = -(-len(panels) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(5.5 * columns, 3.8 * rows), squeeze=False)
+    for ax, (title, series) in zip(axes.flat, panels.items()):
         for name, (xs, cells) in series.items():
+            cells = [as_interval(c) for c in cells]
             errors = [0.0 if c.n == 1 else c.high - c.mean for c in cells]
             fmt = (styles or {}).get(name, "-o")
             ax.errorbar(xs, [c.mean for c in cells], yerr=errors, fmt=fmt, ms=3, capsize=2, lw=1,
@@ -279,6 +310,8 @@ def plot_curves(
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         ax.legend(fontsize=7)
+    for ax in axes.flat[len(panels) :]:
+        ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
