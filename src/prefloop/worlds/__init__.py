@@ -1,11 +1,12 @@
 """Ground-truth worlds: tasks whose true reward is known, and simulated annotators."""
 
 from prefloop.worlds.annotators import BradleyTerryAnnotator
+from prefloop.worlds.arithmetic import ArithmeticWorld
 from prefloop.worlds.base import World
 from prefloop.worlds.review_shifts import RMEvalSuite, build_review_suite
 from prefloop.worlds.reviews import ReviewWorld
 
-WORLDS = {"reviews": ReviewWorld}
+WORLDS = {"reviews": ReviewWorld, "arithmetic": ArithmeticWorld}
 #: Reward-model evaluation suites by world: ``build(world, prompts=N, seed=S)``.
 RM_SUITES = {"reviews": build_review_suite}
 
@@ -29,6 +30,7 @@ def get_rm_suite(name: str, prompts: int, seed: int) -> RMEvalSuite:
 __all__ = [
     "RM_SUITES",
     "WORLDS",
+    "ArithmeticWorld",
     "get_rm_suite",
     "BradleyTerryAnnotator",
     "ReviewWorld",
