@@ -209,8 +209,8 @@ def test_reward_function_failures_name_the_function_and_the_sample():
         _function(lambda p, c: [1.0, float("nan")]).score(["q", "q"], ["a", "b"])
     with pytest.raises(RewardFunctionError, match="returned 1 values for 2 completions"):
         _function(lambda p, c: [1.0]).score(["q", "q"], ["a", "b"])
-    weighted = FunctionJudge([RewardFunction("a", lambda p, c: [1.0] * len(c), 2.0),
-                              RewardFunction("b", lambda p, c: [len(x) for x in c], -1.0)])  # fmt: skip
+    constant = RewardFunction("a", lambda p, c: [1.0] * len(c), 2.0)
+    weighted = FunctionJudge([constant, RewardFunction("b", lambda p, c: [len(x) for x in c], -1)])
     assert weighted.score(["q", "q"], ["ab", "abcd"]) == [0.0, -2.0]
     with pytest.raises(RewardFunctionError, match="expected module:function"):
         load_reward_function("nocolon")
@@ -242,8 +242,8 @@ def test_cli_reward_function_and_a_failing_one_keeps_the_last_checkpoint(
     prompts.write_text("".join(json.dumps({"prompt": p}) + "\n" for p in world.prompts(8, 0)))
     common = ["train-online", "--method", "rloo", str(sft_dir), str(prompts),
               "--rollout-prompts", "2", "--max-new-tokens", "8", "--batch-size", "8"]  # fmt: skip
-    ok = CliRunner().invoke(app, common + ["--reward-function", "my_rewards:longer",
-                                           "--out", str(tmp_path / "ok"), "--max-steps", "2"])  # fmt: skip
+    ok = CliRunner().invoke(app, common + ["--reward-function", "my_rewards:longer", "--out",
+                                           str(tmp_path / "ok"), "--max-steps", "2"])  # fmt: skip
     assert ok.exit_code == 0, ok.output
     assert "2 steps, 16 labels" in ok.output
     bad = CliRunner().invoke(app, common + [
@@ -277,8 +277,9 @@ def positive_sentence(prompts, segments):
     return [[1.0 if "great" in s else 0.0 for s in row] for row in segments]
 
 
-def test_dense_rewards_land_on_segment_ends_and_train_ppo_and_reinforce_pp(policy, sft_dir,
-                                                                          world, tmp_path):  # fmt: skip
+def test_dense_rewards_land_on_segment_ends_and_train_ppo_and_reinforce_pp(
+    policy, sft_dir, world, tmp_path
+):
     from prefloop.online.dense import DenseJudge, SegmentRewardFunction
 
     judge = DenseJudge([SegmentRewardFunction("length", sentence_length, 0.5),

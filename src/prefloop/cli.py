@@ -307,6 +307,12 @@ for _name, _module, _help in (
     ("overoptimization", "prefloop.lab.overoptimization", "Best-of-n against proxy reward models."),
     ("reward-models", "prefloop.lab.reward_models", "Compare reward models, in and out of domain."),
     ("teachers", "prefloop.lab.teachers", "Imperfect teachers vs the BT reward model."),
+    ("online", "prefloop.lab.online", "Online vs offline methods at equal feedback labels."),
+    (
+        "verifiable",
+        "prefloop.lab.verifiable",
+        "GRPO, Dr. GRPO, DAPO, RLOO, REINFORCE++ on a verifiable-reward world.",
+    ),
 ):
     _lab_command(_name, _module, "run_lab", _help)
 

@@ -163,9 +163,10 @@ def dispatch(ctx: click.Context, method: str | None, console: Console) -> None:
     if method is None:
         names = ", ".join(ONLINE_METHODS)
         if "--help" in ctx.args or not ctx.args:
-            console.print("usage: prefloop train-online --method NAME MODEL PROMPTS \\[options]\n"
-                          f"methods: {names}\n"
-                          "`prefloop train-online --method NAME --help` lists its options.")  # fmt: skip
+            console.print(
+                "usage: prefloop train-online --method NAME MODEL PROMPTS \\[options]\n"
+                f"methods: {names}\n"
+                "`prefloop train-online --method NAME --help` lists its options.")  # fmt: skip
             return
         raise ConfigError(f"--method is required; one of {names}")
     if method not in ONLINE_METHODS:

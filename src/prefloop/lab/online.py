@@ -182,8 +182,11 @@ def _run_seed(config: OnlineLabConfig, out: Path, console: Console) -> dict:
         curve: list[dict] = []
         every = max(1, train.max_steps // config.curve_points)
 
-        def measure(step: int, record: dict, policy=policy, judge=judge, curve=curve) -> None:
-            if spec.judge == "annotator" and step % every == 0 and step < train.max_steps:
+        asks = spec.judge == "annotator"
+
+        def measure(step: int, record: dict, policy=policy, judge=judge, curve=curve,
+                    every=every, last=train.max_steps, asks=asks) -> None:  # fmt: skip
+            if asks and step % every == 0 and step < last:
                 point = evaluate(policy, 2, n=32)
                 curve.append({"labels": judge.labels_used, "gold_reward": point.gold_reward})
 

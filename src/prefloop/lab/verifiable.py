@@ -18,9 +18,9 @@ from rich.console import Console
 
 from prefloop.eval.pass_at_k import evaluate_pass_at_k
 from prefloop.eval.policy import evaluate_policy
+from prefloop.eval.report import write_run_config
 from prefloop.lab import report as lr
 from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
-from prefloop.eval.report import write_run_config
 from prefloop.models.policy import Policy
 from prefloop.online.methods import OnlineRun, online_task
 from prefloop.online.policy_gradient import (

@@ -87,6 +87,7 @@ class DenseJudge:
                     f"segment reward function {function.name} returned {len(row)} rewards for "
                     f"the {len(segments)} segments of sample {i}")  # fmt: skip
         if len(values) != len(texts):
-            raise RewardFunctionError(f"segment reward function {function.name} returned "
-                                      f"{len(values)} rows for {len(texts)} completions")  # fmt: skip
+            raise RewardFunctionError(
+                f"segment reward function {function.name} returned {len(values)} rows for "
+                f"{len(texts)} completions")  # fmt: skip
         return values

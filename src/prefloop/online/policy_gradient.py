@@ -354,8 +354,8 @@ def policy_gradient_task(loop: Loop, config: PolicyGradientSettings, train: Trai
         build = build_ppo_rollout(loop, config, value)
     else:
         build = build_group_rollout(loop, config)
-    source = RolloutSource(build, train.batch_size, config.rollout_epochs, train.seed, loop.schedule,
-                           loop.labels, loop.restore_labels)  # fmt: skip
+    source = RolloutSource(build, train.batch_size, config.rollout_epochs, train.seed,
+                           loop.schedule, loop.labels, loop.restore_labels)  # fmt: skip
     trainables = [Trainable(loop.policy)] + ([Trainable(value)] if value else [])
     return online_task(config, loop, source, policy_gradient_loss(loop, config, value),
                        trainables)  # fmt: skip

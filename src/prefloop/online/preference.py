@@ -177,6 +177,6 @@ def preference_task(loop: Loop, config: OnlineDPOConfig | RAFTConfig, train: Tra
         build, loss = build_best(loop, config), likelihood_loss(loop)
     else:
         build, loss = build_pairs(loop, config), pair_loss(loop, config)
-    source = RolloutSource(build, train.batch_size, config.rollout_epochs, train.seed, loop.schedule,
-                           loop.labels, loop.restore_labels)  # fmt: skip
+    source = RolloutSource(build, train.batch_size, config.rollout_epochs, train.seed,
+                           loop.schedule, loop.labels, loop.restore_labels)  # fmt: skip
     return online_task(config, loop, source, loss, [Trainable(loop.policy)])

@@ -34,8 +34,9 @@ def load_reward_function(spec: str) -> RewardFunction:
     target, _, weight_text = spec.partition("=")
     module_name, _, attribute = target.partition(":")
     if not module_name or not attribute:
-        raise RewardFunctionError(f"reward function {spec!r}: expected module:function "
-                                  "(optionally =weight), e.g. mypackage.rewards:exact_match")  # fmt: skip
+        raise RewardFunctionError(
+            f"reward function {spec!r}: expected module:function (optionally =weight), "
+            "e.g. mypackage.rewards:exact_match")  # fmt: skip
     try:
         weight = float(weight_text) if weight_text else 1.0
     except ValueError:
