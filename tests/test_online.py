@@ -15,7 +15,7 @@ from prefloop.cli import app
 from prefloop.models.policy import Policy
 from prefloop.objectives.policy_gradient import group_advantages
 from prefloop.online.generator import TransformersGenerator, filter_logits
-from prefloop.online.judges import AnnotatorJudge, GoldJudge, ScoreComparison
+from prefloop.online.judges import AnnotatorJudge, GoldAspectsJudge, GoldJudge, ScoreComparison
 from prefloop.online.logps import completion_logps
 from prefloop.online.loop import Loop
 from prefloop.online.methods import ONLINE_METHODS, OnlineRun, online_task, train_online
@@ -28,6 +28,7 @@ from prefloop.online.reward_functions import (
     load_reward_function,
 )
 from prefloop.online.rollout import Decoding, Rollout
+from prefloop.train.config import ConfigError
 from prefloop.train.engine import TrainConfig, fit
 from prefloop.train.sources import Shard
 
@@ -152,8 +153,10 @@ def test_annotator_judge_answers_are_a_function_of_the_seed(world):
 # ---- every method, one short run on the tiny model ------------------------------------------
 @pytest.mark.parametrize("name", list(ONLINE_METHODS))
 def test_each_method_runs_a_short_iteration(name, sft_dir, world, tmp_path):
-    config = ONLINE_METHODS[name](rollout_prompts=4, max_new_tokens=12)
+    options = {"aspects": ("sentiment", "length")} if name == "dpa" else {}
+    config = ONLINE_METHODS[name](rollout_prompts=4, max_new_tokens=12, **options)
     judge = AnnotatorJudge(world) if "dpo" in name else GoldJudge(world)
+    judge = GoldAspectsJudge(world) if name == "dpa" else judge
     train = TrainConfig(learning_rate=1e-3, batch_size=16, max_steps=2, log_every=1)
     run = OnlineRun(sft_dir, world.prompts(16, 0), judge)
     before = Policy.from_pretrained(sft_dir).model.state_dict()
@@ -303,3 +306,74 @@ def test_dense_rewards_land_on_segment_ends_and_train_ppo_and_reinforce_pp(
                               tmp_path / name, show_progress=False)  # fmt: skip
         assert result.steps == 2 and math.isfinite(result.final_loss)
         assert dense.labels_used > 0
+
+
+def test_dpa_writes_the_direction_into_the_prompt_and_keeps_the_directed_best(policy, world):
+    from prefloop.online.preference import DPAConfig, build_directed_best, direction_prompt
+
+    assert direction_prompt("q", ("help", "verbose"), (0.8, 0.6)) == (
+        "q your response should maximize weighted rating = help*80 + verbose*60"
+    )
+    chat = direction_prompt([{"role": "user", "content": "q"}], ("a", "b"), (1.0, 0.0))
+    assert chat[0] == {"role": "system", "content": "your response should maximize weighted "
+                       "rating = a*100 + b*0"}  # fmt: skip
+    with pytest.raises(ConfigError, match="two aspects are needed"):
+        DPAConfig(aspects=("sentiment",))
+    completions = [[5] * n for n in (3, 9, 6, 1)]
+    config = DPAConfig(
+        aspects=("long", "short"),
+        samples_per_prompt=4,
+        rollout_prompts=1,
+        angle_low=90.0,
+        angle_high=90.0,
+    )  # v = (0, 1): vᵀr = −n
+    loop = Loop(policy, LengthAspects(), world.prompts(2, 0), config, 0,
+                generator=FixedGenerator(completions))  # fmt: skip
+    items, metrics = build_directed_best(loop, config)(0, Shard())
+    assert items[0]["completion_ids"] == [5] * 1  # the shortest is the directed best
+    assert metrics["kept_directional_reward"] == pytest.approx(-1.0)
+    assert loop.judge.labels_used == 4
+
+
+class LengthAspects:
+    """Two aspects of a completion whose text is its length n: (n, −n)."""
+
+    labels_used = 0
+
+    def aspect_scores(self, prompts, completions, aspects):
+        self.labels_used += len(completions)
+        return torch.tensor([[float(c), -float(c)] for c in completions])
+
+
+def test_reference_schedules_move_the_reference_when_they_should(policy):
+    import copy
+
+    from prefloop.online.source import ReferenceSchedule
+
+    def schedule(kind, every=0):
+        reference = Policy(copy.deepcopy(policy.model), policy.tokenizer)
+        return ReferenceSchedule(policy, reference, kind, every), reference
+
+    def nudge():
+        with torch.no_grad():
+            next(policy.model.parameters()).add_(1.0)
+
+    def same(reference) -> bool:
+        return torch.equal(next(reference.model.parameters()), next(policy.model.parameters()))
+
+    fixed, fixed_ref = schedule("fixed")
+    every, every_ref = schedule("every", 2)
+    previous, previous_ref = schedule("previous")
+    for step in (0, 1, 2, 3):
+        nudge()
+        for s in (fixed, every, previous):
+            s.before_rollout(step)
+        assert same(previous_ref) == (step > 0)  # refreshed at every rollout after the first
+        assert same(every_ref) == (step == 2)  # refreshed once 2 steps have passed
+        assert not same(fixed_ref)
+    restored, restored_ref = schedule("every", 2)
+    restored.load_state_dict(every.state_dict())
+    assert restored.updated_at == 2 and torch.equal(
+        next(restored_ref.model.parameters()), next(every_ref.model.parameters()))  # fmt: skip
+    with pytest.raises(ConfigError, match="reference_every >= 1"):
+        schedule("every", 0)

@@ -7,6 +7,7 @@ training flags from :class:`TrainConfig`; exactly one judge is chosen with the J
 from __future__ import annotations
 
 import inspect
+import typing
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any
@@ -57,8 +58,11 @@ def _judge_parameters() -> list[inspect.Parameter]:
     ]  # fmt: skip
 
 
-def build_judge(values: dict[str, Any]):
-    """The one judge the flags name; a ConfigError when none or several are named."""
+def build_judge(values: dict[str, Any], aspects: bool = False):
+    """The one judge the flags name; a ConfigError when none or several are named.
+
+    ``aspects``: the method needs per-aspect scores (DPA): a world's gold aspects, or a
+    multi-objective reward model."""
     from prefloop.online import judges
 
     given = [name for name in ("world", "reward_model", "preference_model", "reward_function",
@@ -73,13 +77,19 @@ def build_judge(values: dict[str, Any]):
         from prefloop.worlds import get_world
 
         world = get_world(values["world"])
+        if aspects:
+            return judges.GoldAspectsJudge(world)
         if values["annotator"]:
             return judges.AnnotatorJudge(world, values["annotator_temperature"])
         return judges.GoldJudge(world)
     if kind == "reward_model":
         from prefloop.models.ensemble import RewardEnsemble
+        from prefloop.models.multi_objective import MultiObjectiveRewardModel
         from prefloop.models.reward import RewardModel
 
+        if aspects:
+            return judges.MultiObjectiveJudge(
+                MultiObjectiveRewardModel.from_pretrained(values["reward_model"][0]))  # fmt: skip
         models = [RewardModel.from_pretrained(path) for path in values["reward_model"]]
         model = models[0] if len(models) == 1 else RewardEnsemble(models)
         return judges.RewardModelJudge(model, values["combine"])
@@ -105,8 +115,9 @@ def _method_parameters(cls: type) -> list[inspect.Parameter]:
     hints = field_types(cls)
     params = []
     for f in fields(cls):
-        annotation = list[str] if f.name == "stop" else hints[f.name]
-        default = list(f.default) if f.name == "stop" else f.default
+        listed = typing.get_origin(hints[f.name]) is tuple  # a tuple setting: a repeated flag
+        annotation = list[str] if listed else hints[f.name]
+        default = list(f.default) if listed else f.default
         params.append(_parameter(f, annotation, default, "", "Method"))
     return params
 
@@ -134,12 +145,14 @@ def online_command(name: str, console: Console):
         run = {k: values.pop(k) for k in RUN_FLAGS}
         judge_values = {k: values.pop(k) for k in JUDGE_FLAGS}
         train = coerce(TrainConfig, "training settings", _take(values, TrainConfig))
-        values["stop"] = tuple(values["stop"])
+        hints = field_types(cls)
+        values = {k: tuple(v) if typing.get_origin(hints[k]) is tuple else v
+                  for k, v in values.items()}  # fmt: skip
         config = coerce(cls, f"method {name!r}", values)
         if run["resume"] and run["overwrite"]:
             raise ConfigError("--resume continues the run in --out; --overwrite deletes it: "
                               "choose one")  # fmt: skip
-        judge = build_judge(judge_values)
+        judge = build_judge(judge_values, aspects=hasattr(config, "aspects"))
         prompts = load_prompts(run["prompts"])
         record = {"command": f"train-online --method {name}", "model": str(run["model"]),
                   "prompts": str(run["prompts"]), "judge": type(judge).__name__,

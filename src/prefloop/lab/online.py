@@ -44,7 +44,7 @@ class OnlineRunSpec:
 
 def _runs(labels: int, steps: int) -> list[OnlineRunSpec]:
     """The methods at ``labels`` annotator labels; reward-model-judged ones run ``steps``."""
-    lr_dpo, lr_pg = 5e-4, 1e-3
+    lr_dpo, lr_pg = 5e-4, 2e-4
     per_iteration = labels // 4  # iterative DPO with the annotator: 4 iterations of pairs
     return [
         OnlineRunSpec("online-dpo", "online-dpo", "annotator", {"rollout_prompts": 32},

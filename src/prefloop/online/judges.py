@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
 import numpy as np
+import torch
 
 from prefloop.data.records import Prompt
 from prefloop.models.ensemble import RewardEnsemble
+from prefloop.models.multi_objective import MultiObjectiveRewardModel
 from prefloop.models.preference_model import PairwisePreferenceModel
 from prefloop.models.reward import RewardModel
 from prefloop.worlds.base import World
@@ -132,6 +134,48 @@ class ScoreComparison(_Counting):
         n = len(prompts)
         scores = self.judge.score(list(prompts) * 2, list(first) + list(second), seed)
         return [1.0 if a > b else 0.0 if a < b else 0.5 for a, b in zip(scores[:n], scores[n:])]
+
+
+@runtime_checkable
+class AspectJudge(Protocol):
+    """Scores named aspects of each sample: [N, len(aspects)] (DPA's multi-objective reward)."""
+
+    labels_used: int
+
+    def aspect_scores(
+        self, prompts: Sequence[Prompt], completions: Sequence[str], aspects: Sequence[str]
+    ) -> torch.Tensor: ...
+
+
+class GoldAspectsJudge(_Counting):
+    """A world's exact per-aspect gold scores (one label per sample)."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def aspect_scores(self, prompts, completions, aspects):
+        unknown = set(aspects) - set(self.world.aspects)
+        if unknown:
+            raise ValueError(f"world {self.world.name!r} has no aspect {sorted(unknown)}; "
+                             f"it has {list(self.world.aspects)}")  # fmt: skip
+        self._spend(len(prompts))
+        rows = [self.world.gold_aspects(p, c) for p, c in zip(prompts, completions)]
+        return torch.tensor([[row[a] for a in aspects] for row in rows], dtype=torch.float32)
+
+
+class MultiObjectiveJudge(_Counting):
+    """A multi-objective reward model's outputs for the named aspects."""
+
+    def __init__(self, model: MultiObjectiveRewardModel) -> None:
+        self.model = model
+
+    def aspect_scores(self, prompts, completions, aspects):
+        missing = [a for a in aspects if a not in self.model.aspects]
+        if missing:
+            raise ValueError(f"the reward model scores {list(self.model.aspects)}, not {missing}")
+        self._spend(len(prompts))
+        scores = self.model.score(prompts, completions)
+        return scores[:, [self.model.aspects.index(a) for a in aspects]]
 
 
 def as_pairwise(judge: Judge) -> PairwiseJudge:

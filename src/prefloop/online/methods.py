@@ -21,6 +21,7 @@ from prefloop.online.policy_gradient import (
     policy_gradient_task,
 )
 from prefloop.online.preference import (
+    DPAConfig,
     IterativeDPOConfig,
     OnlineDPOConfig,
     RAFTConfig,
@@ -35,6 +36,7 @@ ONLINE_METHODS: dict[str, type[OnlineSettings]] = {
         OnlineDPOConfig,
         IterativeDPOConfig,
         RAFTConfig,
+        DPAConfig,
         RLOOConfig,
         GRPOConfig,
         ReinforcePPConfig,
@@ -43,7 +45,7 @@ ONLINE_METHODS: dict[str, type[OnlineSettings]] = {
     )  # fmt: skip
 }
 #: Learning rates the command line starts from (tiny models; lower for real ones).
-LEARNING_RATES = {"raft": 1e-3, "online-dpo": 5e-4, "iterative-dpo": 5e-4}
+LEARNING_RATES = {"raft": 1e-3, "dpa": 1e-3, "online-dpo": 5e-4, "iterative-dpo": 5e-4}
 
 
 def needs_reference(config: OnlineSettings) -> bool:

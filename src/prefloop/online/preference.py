@@ -7,13 +7,16 @@ exactly what was sampled.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
+import numpy as np
 import torch
 
+from prefloop.data.records import Prompt
 from prefloop.objectives import get_objective, objective_names, pairwise_loss, response_nll
-from prefloop.online.judges import PairwiseJudge, ScalarJudge, as_pairwise
+from prefloop.online.judges import AspectJudge, PairwiseJudge, ScalarJudge, as_pairwise
 from prefloop.online.logps import completion_logps
 from prefloop.online.loop import Loop, OnlineSettings
 from prefloop.online.policy_gradient import online_task
@@ -172,11 +175,76 @@ def likelihood_loss(loop: Loop):
 
 
 def preference_task(loop: Loop, config: OnlineDPOConfig | RAFTConfig, train: TrainConfig) -> Task:
-    """The task of online DPO, iterative DPO or RAFT on ``loop``."""
-    if isinstance(config, RAFTConfig):
+    """The task of online DPO, iterative DPO, RAFT or DPA on ``loop``."""
+    if isinstance(config, DPAConfig):
+        build, loss = build_directed_best(loop, config), likelihood_loss(loop)
+    elif isinstance(config, RAFTConfig):
         build, loss = build_best(loop, config), likelihood_loss(loop)
     else:
         build, loss = build_pairs(loop, config), pair_loss(loop, config)
     source = RolloutSource(build, train.batch_size, config.rollout_epochs, train.seed,
                            loop.schedule, loop.labels, loop.restore_labels)  # fmt: skip
     return online_task(config, loop, source, loss, [Trainable(loop.policy)])
+
+
+@dataclass
+class DPAConfig(RAFTConfig):
+    """Directional Preference Alignment (Wang et al. 2024): the user's trade-off between two
+    reward aspects is a unit vector v written into the prompt; per prompt a direction is drawn,
+    K samples are generated for the directed prompt and the best under vᵀr is fine-tuned on."""
+
+    name: ClassVar[str] = "dpa"
+    aspects: tuple[str, ...] = setting(("helpfulness", "verbosity"), "The two aspects the "
+                                       "direction weighs (the judge scores both).")  # fmt: skip
+    angle_low: float = setting(-45.0, "Smallest angle of the direction prior, in degrees.",
+                               low=-90, high=90)  # fmt: skip
+    angle_high: float = setting(45.0, "Largest angle of the direction prior, in degrees.",
+                                low=-90, high=90)  # fmt: skip
+
+    def __post_init__(self) -> None:
+        validate(self, f"method {self.name!r}")
+        if len(self.aspects) != 2:
+            raise ConfigError(f"method 'dpa': two aspects are needed, got {list(self.aspects)}")
+        if self.angle_low > self.angle_high:
+            raise ConfigError("method 'dpa': angle_low must not exceed angle_high")
+
+
+def direction_prompt(prompt: Prompt, aspects: Sequence[str], direction: Sequence[float]) -> Prompt:
+    """``prompt`` asking for the trade-off ``direction`` (unit vector over ``aspects``), in
+    DPA's form "weighted rating = a₁*w₁ + a₂*w₂" with w = round(100·v); a conversation gets
+    it as a system message. The same call states the user's choice at inference."""
+    weights = " + ".join(f"{a}*{round(100 * v)}" for a, v in zip(aspects, direction))
+    text = f"your response should maximize weighted rating = {weights}"
+    if isinstance(prompt, str):
+        return f"{prompt} {text}"
+    return [{"role": "system", "content": text}, *prompt]
+
+
+def build_directed_best(loop: Loop, config: DPAConfig):
+    if not isinstance(loop.judge, AspectJudge):
+        raise ConfigError("method 'dpa' needs a judge that scores each aspect (a world's gold "
+                          "aspects or a multi-objective reward model)")  # fmt: skip
+
+    def build(rollout_index: int, shard: Shard):
+        prompts = loop.rollout_prompts(rollout_index, shard)
+        seed = loop.call_seed(rollout_index)
+        rng = np.random.default_rng([seed, 0xD1A])
+        angles = np.radians(rng.uniform(config.angle_low, config.angle_high, len(prompts)))
+        directions = torch.tensor(
+            np.stack([np.cos(angles), np.sin(angles)], -1), dtype=torch.float32
+        )
+        directed = [direction_prompt(p, config.aspects, d.tolist())
+                    for p, d in zip(prompts, directions)]  # fmt: skip
+        rollout = loop.sample(directed, seed)
+        scores = loop.judge.aspect_scores(rollout.sample_prompts, rollout.texts, config.aspects)
+        k = rollout.k
+        value = (scores.view(len(prompts), k, 2) * directions[:, None, :]).sum(-1)  # vᵀr
+        items = [{"prompt_ids": rollout.prompt_ids[g],
+                  "completion_ids": rollout.completion_ids[g * k + int(value[g].argmax())]}
+                 for g in range(len(prompts))]  # fmt: skip
+        metrics = {"directional_reward": value.mean().item(),
+                   "kept_directional_reward": value.max(-1).values.mean().item(),
+                   "completion_length": sum(rollout.lengths) / len(rollout.lengths)}  # fmt: skip
+        return items, metrics
+
+    return build
