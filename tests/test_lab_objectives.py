@@ -31,9 +31,9 @@ def test_tiny_lab_writes_the_comparison_and_dpo_beats_sft(tmp_path):
         c3po_samples=1,
         runs=runs,
     )
-    report = run_lab(tmp_path, config=config)
+    report = run_lab(tmp_path, seeds=1, config=config)["per_seed"][0]
 
-    saved = json.loads((tmp_path / "objectives.json").read_text())
+    saved = json.loads((tmp_path / "objectives.json").read_text())["per_seed"][0]
     assert saved["sft"].keys() >= {"gold_reward", "kl"}
     assert [r["objective"] for r in saved["runs"]] == ["dpo", "simpo", "kto"]
     for run in saved["runs"]:
@@ -44,4 +44,5 @@ def test_tiny_lab_writes_the_comparison_and_dpo_beats_sft(tmp_path):
     dpo = next(r for r in report["runs"] if r["objective"] == "dpo")
     assert dpo["gold_reward"] > report["sft"]["gold_reward"]
     assert (tmp_path / "gold_vs_kl.png").stat().st_size > 0
-    assert "| dpo | beta=0.1 |" in (tmp_path / "objectives.md").read_text()
+    text = (tmp_path / "objectives.md").read_text()
+    assert "| dpo | beta=0.1 |" in text and "**1 seed** (0)" in text

@@ -268,13 +268,21 @@ def feedback_export(
     console.print(f"{count} rows written to {out}")
 
 
+Seeds = Annotated[
+    int | None,
+    typer.Option(min=1, help="Run seeds seed, seed+1, ...; default 3, or 1 with --fast."),
+]
+
+
 def _lab_command(name: str, module: str, function: str, help_text: str) -> None:
     """Register ``prefloop lab NAME``; its implementation is imported only when it runs."""
 
     @lab_app.command(name, help=help_text)
-    def command(out: Out = Path(f"lab-{name}"), fast: bool = False, seed: Seed = 0) -> None:
+    def command(
+        out: Out = Path(f"lab-{name}"), fast: bool = False, seed: Seed = 0, seeds: Seeds = None
+    ) -> None:
         getattr(importlib.import_module(module), function)(
-            out=out, fast=fast, seed=seed, console=console
+            out=out, fast=fast, seed=seed, seeds=seeds, console=console
         )
 
 

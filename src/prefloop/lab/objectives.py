@@ -28,7 +28,8 @@ from prefloop.algorithms.curry_dpo import CurryDPOConfig, stages_by_difficulty, 
 from prefloop.data.pairs import comparisons_to_unpaired
 from prefloop.data.records import Comparison
 from prefloop.eval.policy import Samples, evaluate_policy
-from prefloop.eval.report import plt, write_json, write_run_config
+from prefloop.eval.report import write_json, write_run_config
+from prefloop.lab import report as lr
 from prefloop.lab.common import BasePolicySetup, prepare_sft_policy
 from prefloop.lab.demo import label_policy_pairs
 from prefloop.models.policy import Policy
@@ -166,17 +167,40 @@ def _trainer(
 
 
 def run_lab(
-    out: Path, fast: bool = False, seed: int = 0, console: Console | None = None,
-    config: ObjectivesLabConfig | None = None,
+    out: Path, fast: bool = False, seed: int = 0, seeds: int | None = None,
+    console: Console | None = None, config: ObjectivesLabConfig | None = None,
 ) -> dict:  # fmt: skip
-    """Train every objective of ``config.runs`` and write the comparison into ``out``."""
+    """Train every objective of ``config.runs`` at each seed and write the comparison."""
     console = console or Console()
-    config = config or (ObjectivesLabConfig.fast(seed) if fast else ObjectivesLabConfig(seed=seed))
+    config = config or (ObjectivesLabConfig.fast() if fast else ObjectivesLabConfig())
     out = Path(out)
+    started = time.perf_counter()
+    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console),
+                            lr.seed_list(seed, seeds, fast), out)  # fmt: skip
+    notes = {r.name: r.note for r in config.runs if r.note}
+    report = write_report(per_seed, fast, time.perf_counter() - started, notes, out)
+    console.print(f"wrote {out / 'objectives.json'} in {report['seconds']:.0f}s")
+    return report
+
+
+def write_report(
+    per_seed: list[dict], fast: bool, seconds: float, notes: dict[str, str], out: Path
+) -> dict:
+    """Aggregate per-seed results into objectives.json, objectives.md and gold_vs_kl.png."""
+    report = lr.lab_report("objectives", per_seed, _aggregate(per_seed), _comparisons(per_seed),
+                           fast, seconds, world=per_seed[0]["world"], pairs=per_seed[0]["pairs"],
+                           notes=notes)  # fmt: skip
+    plot_gold_vs_kl(report, out / "gold_vs_kl.png")
+    lr.write_lab_report(out, "objectives", report, objectives_markdown(report))
+    return report
+
+
+def _run_seed(config: ObjectivesLabConfig, out: Path, console: Console) -> dict:
+    """One seed: SFT, labelled pairs, every objective at its betas, C3PO; gold, KL, win rate."""
     world = ReviewWorld()
     started = time.perf_counter()
 
-    console.rule("tiny model + SFT")
+    console.rule(f"seed {config.seed}: tiny model + SFT")
     sft_policy, _ = prepare_sft_policy(world, config.base, out, config.seed)
     annotator = BradleyTerryAnnotator(
         world, temperature=config.annotator_temperature, seed=config.seed, report_strength=True
@@ -215,16 +239,12 @@ def run_lab(
                 f"KL {entry['kl']:6.2f} win {entry['win_rate_vs_sft']:.2f} ({seconds:.1f}s)"
             )
     report_c3po = run_c3po(sft_policy, world, config, out, console)
-    report = {"world": world.name, "seed": config.seed, "fast": fast, "pairs": len(pairs),
+    report = {"world": world.name, "seed": config.seed, "pairs": len(pairs),
               "sft": {"gold_reward": sft_entry["gold_reward"], "kl": sft_entry["kl"]},
               "runs": runs, "c3po": report_c3po,
-              "notes": {r.name: r.note for r in config.runs if r.note},
               "wall_seconds": round(time.perf_counter() - started, 1)}  # fmt: skip
     write_run_config(out, asdict(config))
     write_json(out / "objectives.json", report)
-    plot_gold_vs_kl(report, out / "gold_vs_kl.png")
-    (out / "objectives.md").write_text(objectives_markdown(report))
-    console.print(f"wrote {out / 'objectives.json'} in {report['wall_seconds']:.0f}s")
     return report
 
 
@@ -258,70 +278,126 @@ def run_c3po(
     return result
 
 
+RUN_KEYS = ("gold_reward", "kl", "win_rate_vs_sft", "train_seconds")
+C3PO_KEYS = ("in_keyword_rate", "near_keyword_rate", "out_keyword_rate", "near_logp_shift",
+             "out_logp_shift", "out_gold")  # fmt: skip
+
+
+def _aggregate(per_seed: list[dict]) -> dict:
+    """SFT, every run and the C3PO policies as intervals over seeds (runs matched by order)."""
+    policies = per_seed[0]["c3po"]["policies"]
+    return {
+        "sft": {k: lr.interval(s["sft"][k] for s in per_seed) for k in ("gold_reward", "kl")},
+        "runs": [{"objective": r["objective"], "setting": r["setting"], "beta": r["beta"],
+                  **{k: lr.interval(s["runs"][i][k] for s in per_seed) for k in RUN_KEYS}}
+                 for i, r in enumerate(per_seed[0]["runs"])],
+        "c3po": {name: {k: lr.interval(s["c3po"]["policies"][name][k] for s in per_seed)
+                        for k in C3PO_KEYS} for name in policies},
+    }  # fmt: skip
+
+
+def _comparisons(per_seed: list[dict]) -> list[lr.Comparison]:
+    """Every run's gold against the SFT policy's and against dpo at the same beta, and C3PO
+    against plain DPO, paired by seed."""
+    sft = [s["sft"]["gold_reward"] for s in per_seed]
+    comparisons = [
+        lr.compare(f"{r['objective']} {r['setting']} − SFT, gold",
+                   [s["runs"][i]["gold_reward"] for s in per_seed], sft,
+                   "raises gold over SFT", "lowers gold below SFT")
+        for i, r in enumerate(per_seed[0]["runs"])
+    ]  # fmt: skip
+    runs = per_seed[0]["runs"]
+    dpo = {r["beta"]: i for i, r in enumerate(runs) if r["objective"] == "dpo"}
+    comparisons += [
+        lr.compare(f"{r['objective']} {r['setting']} − dpo, gold",
+                   [s["runs"][i]["gold_reward"] for s in per_seed],
+                   [s["runs"][dpo[r["beta"]]]["gold_reward"] for s in per_seed],
+                   "beats dpo at the same beta", "loses to dpo at the same beta")
+        for i, r in enumerate(runs) if r["objective"] != "dpo" and r["beta"] in dpo
+    ]  # fmt: skip
+    c3po = [s["c3po"]["policies"] for s in per_seed]
+    comparisons += [
+        lr.compare(f"C3PO − DPO, {key.replace('_', ' ')}", [p["c3po"][key] for p in c3po],
+                   [p["dpo"][key] for p in c3po], "C3PO is higher", "C3PO is lower")
+        for key in ("in_keyword_rate", "out_keyword_rate", "out_logp_shift", "out_gold")
+    ]  # fmt: skip
+    return comparisons
+
+
 def plot_gold_vs_kl(report: dict, path: Path) -> Path:
-    """Gold reward against KL(π‖SFT), one curve per objective across its beta sweep."""
-    names = list(dict.fromkeys(r["objective"] for r in report["runs"]))
-    colors = plt.get_cmap("tab20")
-    fig, ax = plt.subplots(figsize=(9, 6))
-    for i, name in enumerate(names):
-        points = sorted(
-            (r["kl"], r["gold_reward"]) for r in report["runs"] if r["objective"] == name
-        )
-        ax.plot(*zip(*points), marker="os^Dv<>"[i % 7], color=colors(i % 20), label=name)
-    ax.scatter([0], [report["sft"]["gold_reward"]], marker="*", s=200, color="black", label="SFT")
-    ax.set_xlabel("KL(policy ‖ SFT), nats per response")
-    ax.set_ylabel("gold reward (held-out prompts)")
-    ax.set_title("Gold reward vs KL, one curve per objective (its beta sweep)")
-    ax.legend(fontsize=7, ncol=2)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    """Gold reward against mean KL(π‖SFT) with 95 % error bars, one curve per objective."""
+    runs = report["aggregate"]["runs"]
+    series = {}
+    for name in dict.fromkeys(r["objective"] for r in runs):
+        points = sorted(((r["kl"]["mean"], r["gold_reward"]) for r in runs
+                         if r["objective"] == name), key=lambda p: p[0])  # fmt: skip
+        series[name] = ([kl for kl, _ in points], [gold for _, gold in points])
+    series["SFT"] = ([0.0], [report["aggregate"]["sft"]["gold_reward"]])
+    return lr.plot_curves(path, {"gold reward vs KL, one curve per objective (beta sweep)": series},
+                          "KL(policy ‖ SFT), nats per response", "gold reward (held-out prompts)",
+                          {"SFT": "k*"})  # fmt: skip
 
 
 def objectives_markdown(report: dict) -> str:
-    """The results table, every run, best setting per objective first."""
-    sft = report["sft"]["gold_reward"]
+    """Best setting per objective (by mean gold over seeds), every run, and the verdicts."""
+    aggregate = report["aggregate"]
+    by_name = {c["name"]: c for c in report["comparisons"]}
     best = {}
-    for r in report["runs"]:
-        if r["objective"] not in best or r["gold_reward"] > best[r["objective"]]["gold_reward"]:
+    for r in aggregate["runs"]:
+        if r["objective"] not in best or (
+            r["gold_reward"]["mean"] > best[r["objective"]]["gold_reward"]["mean"]
+        ):
             best[r["objective"]] = r
-    ranked = sorted(best.values(), key=lambda r: -r["gold_reward"])
-    header = "| objective | setting | gold reward | Δ vs SFT | KL (nats) | win rate vs SFT | s |\n"
-    header += "|---|---|---|---|---|---|---|\n"
+    ranked = sorted(best.values(), key=lambda r: -r["gold_reward"]["mean"])
+    header = ["objective", "setting", "gold reward", "Δ vs SFT (paired)", "verdict vs SFT",
+              "Δ vs dpo, same beta (paired)", "verdict vs dpo", "KL (nats)", "win rate vs SFT",
+              "train s"]  # fmt: skip
 
-    def row(r: dict) -> str:
-        return (f"| {r['objective']} | {r['setting']} | {r['gold_reward']:.3f} | "
-                f"{r['gold_reward'] - sft:+.3f} | {r['kl']:.2f} | {r['win_rate_vs_sft']:.2f} | "
-                f"{r['train_seconds']:.0f} |\n")  # fmt: skip
+    def versus(r: dict, other: str) -> tuple[str, str]:
+        c = by_name.get(f"{r['objective']} {r['setting']} − {other}, gold")
+        return (lr.text(c["difference"], sign=True), c["verdict"].split(" (")[0]) if c else ("", "")
 
-    losers = [r["objective"] for r in report["runs"] if r["gold_reward"] <= sft]
+    def row(r: dict) -> tuple:
+        return (r["objective"], r["setting"], r["gold_reward"], *versus(r, "SFT"),
+                *versus(r, "dpo"), r["kl"], r["win_rate_vs_sft"],
+                lr.text(r["train_seconds"], 0))  # fmt: skip
+
+    lowered = sorted({c["name"].split(" beta")[0] for c in report["comparisons"]
+                      if c["verdict"].startswith("lowers")})  # fmt: skip
+    versus_dpo = {verdict: sorted({c["name"].split(" beta")[0] for c in report["comparisons"]
+                                   if c["verdict"].startswith(verdict)})
+                  for verdict in ("beats dpo", "loses to dpo")}  # fmt: skip
     notes = "".join(f"- **{k}**: {v}\n" for k, v in report["notes"].items())
     return (
-        f"# Objectives lab (world {report['world']}, seed {report['seed']}, "
-        f"{'fast' if report['fast'] else 'full'}, {report['pairs']} pairs)\n\n"
-        f"SFT gold reward **{sft:.3f}**. Wall time {report['wall_seconds']:.0f} s.\n"
-        f"Runs not above SFT: {', '.join(sorted(set(losers))) or 'none'}.\n\n"
-        "## Best setting per objective\n\n" + header + "".join(map(row, ranked)) +
-        "\n## Every run\n\n" + header + "".join(map(row, report["runs"])) +
-        "\n![gold vs KL](gold_vs_kl.png)\n\n" + c3po_markdown(report["c3po"]) +
-        f"\n## Notes\n\n{notes}"
-    )  # fmt: skip
-
-
-def c3po_markdown(c3po: dict) -> str:
-    """Keyword rate per scope, out-of-scope drift and gold for SFT, plain DPO and C3PO."""
-    rows = "".join(
-        f"| {name} | {m['in_keyword_rate']:.2f} | {m['near_keyword_rate']:.2f} | "
-        f"{m['out_keyword_rate']:.2f} | {m['near_logp_shift']:.2f} | {m['out_logp_shift']:.2f} | "
-        f"{m['out_gold']:+.3f} |\n"
-        for name, m in c3po["policies"].items()
+        f"# Objectives lab (world {report['world']}, {report['pairs']} pairs per seed)\n\n"
+        f"{lr.seeds_note(report)}\n\n"
+        f"SFT gold reward **{lr.text(aggregate['sft']['gold_reward'])}**. "
+        f"Runs whose gold is below SFT across seeds: {', '.join(lowered) or 'none'}. "
+        f"Objectives with a run ahead of dpo at the same beta across seeds: "
+        f"{', '.join(versus_dpo['beats dpo']) or 'none'}; behind it: "
+        f"{', '.join(versus_dpo['loses to dpo']) or 'none'}.\n\n"
+        "## Best setting per objective (by mean gold over seeds)\n\n"
+        + lr.table(header, map(row, ranked))
+        + "\n\n## Every run\n\n"
+        + lr.table(header, map(row, aggregate["runs"]))
+        + "\n\n![gold vs KL](gold_vs_kl.png)\n\n"
+        + c3po_markdown(report)
+        + f"\n## Notes\n\n{notes}"
     )
+
+
+def c3po_markdown(report: dict) -> str:
+    """Keyword rate per scope, drift and out-of-scope gold for SFT, plain DPO and C3PO."""
+    c3po = report["per_seed"][0]["c3po"]
+    rows = [(name, *(m[k] for k in C3PO_KEYS)) for name, m in report["aggregate"]["c3po"].items()]
+    comparisons = [c for c in report["comparisons"] if c["name"].startswith("C3PO")]
     return (
         f'## C3PO: "{c3po["feedback"]}"\n\n'
         f"{c3po['in_scope_pairs']} in-scope pairs, {c3po['near_scope_examples']} near-scope and "
-        f"{c3po['out_of_scope_examples']} out-of-scope baseline answers. Keyword rate = share of "
-        "answers mentioning the battery; shift = mean |Δ log-prob| of the baseline's answers.\n\n"
-        "| policy | in-scope rate | near-scope rate | out-of-scope rate | near shift | out shift "
-        "| out-of-scope gold |\n|---|---|---|---|---|---|---|\n" + rows
-    )
+        f"{c3po['out_of_scope_examples']} out-of-scope baseline answers (seed "
+        f"{report['seeds'][0]}). Keyword rate = share of answers mentioning the battery; shift = "
+        "mean |Δ log-prob| of the baseline's answers.\n\n"
+        + lr.table(["policy", "in-scope rate", "near-scope rate", "out-of-scope rate",
+                    "near shift", "out shift", "out-of-scope gold"], rows)
+        + "\n\n" + lr.comparisons_markdown(comparisons) + "\n"
+    )  # fmt: skip

@@ -4,7 +4,8 @@ Overoptimization"), on the review world with its exact gold reward as the "gold 
 SFT policy → a limited budget of labelled pairs (0% and 25% flipped labels) → K proxy reward
 models (different seeds) → best-of-n on held-out prompts, selecting by one RM, the ensemble
 mean, the worst case (WCO) or the uncertainty-weighted mean (UWO) → expected proxy and gold
-reward per n with the unbiased best-of-n estimator and KL = log n − (n−1)/n.
+reward per n with the unbiased best-of-n estimator and KL = log n − (n−1)/n. Every seed redraws
+the SFT model, pool, labels and proxies; the report compares selectors paired by seed.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import numpy as np
 from rich.console import Console
 
 from prefloop.eval.best_of_n import best_of_n_curve
-from prefloop.eval.report import plt, write_json
+from prefloop.eval.report import write_json
 from prefloop.eval.reward_model import pairwise_agreement
+from prefloop.lab import report as lr
 from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.lab.demo import label_policy_pairs
 from prefloop.models.ensemble import RewardEnsemble
@@ -149,17 +151,38 @@ def _proxy_ensemble(sft_dir, pairs, config, out, shared_backbone, world, heldout
     return result
 
 
-def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | None = None) -> dict:
-    """Run the experiment into ``out``; writes overoptimization.json, .md and plots."""
-    config = OveroptimizationConfig.fast(seed) if fast else OveroptimizationConfig(seed=seed)
-    return run_overoptimization(config, Path(out), console or Console())
+def run_lab(
+    out: Path, fast: bool = False, seed: int = 0, seeds: int | None = None,
+    console: Console | None = None,
+) -> dict:  # fmt: skip
+    """Run the experiment at each seed into ``out``; writes overoptimization.json, .md, .png."""
+    config = OveroptimizationConfig.fast() if fast else OveroptimizationConfig()
+    return run_overoptimization(config, lr.seed_list(seed, seeds, fast), Path(out),
+                                console or Console(), fast)  # fmt: skip
 
 
-def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Console) -> dict:
+def run_overoptimization(
+    config: OveroptimizationConfig, seeds: list[int], out: Path, console: Console,
+    fast: bool = False,
+) -> dict:  # fmt: skip
+    """Configure per seed, run, and report through the shared lab report."""
     started = time.perf_counter()
-    world, policy = start_review_lab(config, out, console, "1/3")
+    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console), seeds, out)
+    report = lr.lab_report("overoptimization", per_seed, _aggregate(per_seed),
+                           _comparisons(per_seed), fast, time.perf_counter() - started,
+                           world=per_seed[0]["world"])  # fmt: skip
+    plot_overoptimization(report, out / "overoptimization.png")
+    lr.write_lab_report(out, "overoptimization", report, overoptimization_markdown(report))
+    console.print(f"wrote {out / 'overoptimization.json'} in {report['seconds']:.0f} s")
+    return report
 
-    console.rule("2/3 best-of-n pool from the SFT policy on held-out prompts")
+
+def _run_seed(config: OveroptimizationConfig, out: Path, console: Console) -> dict:
+    """One seed: SFT, best-of-n pool, and per label-noise setting both kinds of ensemble."""
+    started = time.perf_counter()
+    world, policy = start_review_lab(config, out, console, f"seed {config.seed}: 1/3")
+
+    console.rule(f"seed {config.seed}: 2/3 best-of-n pool from the SFT policy")
     prompts, responses, gold, lengths = _bon_pool(policy, world, config)
     shape = gold.shape
     oracle = best_of_n_curve(gold, gold, config.ns())
@@ -171,7 +194,7 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
     heldout = label_policy_pairs(policy, world, clean, heldout_prompts, config.seed + 4)
     settings = []
     for noise in config.label_noises:
-        console.rule(f"3/3 proxy reward models and best-of-n, label noise {noise:.0%}")
+        console.rule(f"seed {config.seed}: 3/3 proxy RMs and best-of-n, label noise {noise:.0%}")
         annotator = BradleyTerryAnnotator(
             world, config.annotator_temperature, flip_rate=noise, seed=config.seed + 5
         )
@@ -182,12 +205,6 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
                                   kind == "shared_heads", world, heldout, pool)
             for kind in ("independent", "shared_heads")
         }  # fmt: skip
-        for kind, ensemble in ensembles.items():
-            console.print(
-                f"{kind}: head held-out gold accuracy "
-                f"{np.round(ensemble['head_heldout_accuracy'], 3)}; "
-                f"train {ensemble['train_seconds']:.0f} s, score {ensemble['score_seconds']:.0f} s"
-            )
         settings.append({
             "label_noise": noise,
             "pairs": len(pairs),
@@ -197,11 +214,8 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
         })  # fmt: skip
         for name in SELECTORS:
             s = settings[-1]["summary"][name]
-            console.print(
-                f"{name:>6}: peak gold {s['peak_gold']:.3f} at n={s['peak_n']}, "
-                f"gold at n={s['final_n']} {s['final_gold']:.3f}, "
-                f"proxy rise after peak {s['proxy_rise_after_peak']:+.3f}"
-            )
+            console.print(f"{name:>6}: peak gold {s['peak_gold']:.3f} at n={s['peak_n']}, "
+                          f"gold at n={s['final_n']} {s['final_gold']:.3f}")  # fmt: skip
     report = {
         "world": world.name,
         "seed": config.seed,
@@ -216,123 +230,142 @@ def run_overoptimization(config: OveroptimizationConfig, out: Path, console: Con
         "seconds": time.perf_counter() - started,
     }
     write_json(out / "overoptimization.json", report)
-    plot_overoptimization(report, out / "overoptimization.png")
-    (out / "overoptimization.md").write_text(overoptimization_markdown(report))
-    console.print(f"wrote {out / 'overoptimization.json'} in {report['seconds']:.0f} s")
     return report
 
 
+SUMMARY_KEYS = ("peak_gold", "final_gold", "gold_drop_from_peak", "proxy_rise_after_peak")
+
+
+def _selectors(setting: dict) -> dict[str, dict]:
+    """Every selector of one setting by its report name: independent, then shared-heads ones."""
+    shared = setting.get("shared_heads", {})
+    return {**{name: {"curve": c, "summary": setting["summary"][name]}
+               for name, c in setting["curves"].items()},
+            **{f"{name} (shared heads)": {"curve": c, "summary": shared["summary"][name]}
+               for name, c in shared.get("curves", {}).items()}}  # fmt: skip
+
+
+def _aggregate(per_seed: list[dict]) -> dict:
+    """Per noise setting and selector: curve points and summary numbers as intervals."""
+    settings = []
+    for i, first in enumerate(per_seed[0]["settings"]):
+        runs = [_selectors(s["settings"][i]) for s in per_seed]
+        selectors = {}
+        for name, entry in runs[0].items():
+            points = range(len(entry["curve"]))
+            selectors[name] = {
+                "n": [p["n"] for p in entry["curve"]],
+                "kl": [p["kl"] for p in entry["curve"]],
+                **{key: [lr.interval(r[name]["curve"][j][key] for r in runs) for j in points]
+                   for key in ("gold", "proxy")},
+                **{key: lr.interval(r[name]["summary"][key] for r in runs) for key in SUMMARY_KEYS},
+                "overoptimizes_seeds": sum(r[name]["summary"]["overoptimizes"] for r in runs),
+            }  # fmt: skip
+        kinds = {"independent": [s["settings"][i] for s in per_seed],
+                 "shared heads": [s["settings"][i]["shared_heads"] for s in per_seed]}  # fmt: skip
+        settings.append({
+            "label_noise": first["label_noise"],
+            "pairs": first["pairs"],
+            "flipped": lr.interval(s["settings"][i]["flipped"] for s in per_seed),
+            "selectors": selectors,
+            "ensembles": {kind: {"head_accuracy": lr.interval(np.mean(r["head_heldout_accuracy"])
+                                                             for r in rs),
+                                 "seconds": lr.interval(r["train_seconds"] + r["score_seconds"]
+                                                        for r in rs)}
+                          for kind, rs in kinds.items()},
+        })  # fmt: skip
+    oracle = [s["gold_oracle"] for s in per_seed]
+    return {
+        "pool_mean_gold": lr.interval(s["pool"]["mean_gold"] for s in per_seed),
+        "gold_oracle": {
+            "kl": [p["kl"] for p in oracle[0]],
+            "gold": [lr.interval(o[j]["gold"] for o in oracle) for j in range(len(oracle[0]))],
+        },  # fmt: skip
+        "settings": settings,
+    }
+
+
+def _comparisons(per_seed: list[dict]) -> list[lr.Comparison]:
+    """Each combiner against one RM (gold at the largest n, and the drop from its peak), and
+    shared heads against independent members, paired by seed, per label-noise setting."""
+    comparisons = []
+    for i, first in enumerate(per_seed[0]["settings"]):
+        noise = f"noise {first['label_noise']:.0%}"
+        runs = [_selectors(s["settings"][i]) for s in per_seed]
+
+        def values(name: str, key: str, runs=runs) -> list[float]:
+            return [r[name]["summary"][key] for r in runs]
+
+        for method in COMBINE_METHODS:
+            comparisons += [
+                lr.compare(f"{noise}: {method} − single, gold at max n",
+                           values(method, "final_gold"), values("single", "final_gold"),
+                           f"{method} ends above one RM", f"{method} ends below one RM"),
+                lr.compare(f"{noise}: {method} − single, gold drop from peak",
+                           values(method, "gold_drop_from_peak"),
+                           values("single", "gold_drop_from_peak"),
+                           f"{method} over-optimizes more than one RM",
+                           f"{method} curbs over-optimization"),
+                lr.compare(f"{noise}: {method} shared heads − independent, gold at max n",
+                           values(f"{method} (shared heads)", "final_gold"),
+                           values(method, "final_gold"), "shared heads end above independent",
+                           "shared heads end below independent"),
+            ]  # fmt: skip
+    return comparisons
+
+
 def plot_overoptimization(report: dict, path: Path) -> Path:
-    """Gold (left) and proxy (right) reward vs KL, one row per label-noise setting."""
-    settings = report["settings"]
-    fig, axes = plt.subplots(len(settings), 2, figsize=(10, 3.6 * len(settings)), squeeze=False)
-    for row, setting in zip(axes, settings):
-        for name, curve in setting["curves"].items():
-            kl = [p["kl"] for p in curve]
-            row[0].plot(kl, [p["gold"] for p in curve], marker="o", ms=3, label=name)
-            row[1].plot(kl, [p["proxy"] for p in curve], marker="o", ms=3, label=name)
-        for name, curve in setting.get("shared_heads", {}).get("curves", {}).items():
-            kl = [p["kl"] for p in curve]
-            row[0].plot(kl, [p["gold"] for p in curve], "--", lw=1, label=f"{name} (shared heads)")
-            row[1].plot(kl, [p["proxy"] for p in curve], "--", lw=1, label=f"{name} (shared heads)")
-        oracle = report["gold_oracle"]
-        row[0].plot([p["kl"] for p in oracle], [p["gold"] for p in oracle], "k:", label="gold BoN")
-        noise = setting["label_noise"]
-        row[0].set_title(f"gold reward, label noise {noise:.0%}")
-        row[1].set_title(f"proxy reward (standardised), label noise {noise:.0%}")
-        for ax in row:
-            ax.set_xlabel("KL(best-of-n ‖ SFT), nats")
-            ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    """Gold and proxy reward vs KL with 95 % error bars, one row per label-noise setting."""
+    panels = {}
+    aggregate = report["aggregate"]
+    for setting in aggregate["settings"]:
+        noise = f"label noise {setting['label_noise']:.0%}"
+        for key, title in (("gold", f"gold reward, {noise}"), ("proxy", f"proxy (std.), {noise}")):
+            panels[title] = {name: (s["kl"], s[key])
+                             for name, s in setting["selectors"].items()}  # fmt: skip
+        oracle = aggregate["gold_oracle"]
+        panels[f"gold reward, {noise}"]["gold BoN"] = (oracle["kl"], oracle["gold"])
+    styles = {"gold BoN": "k:"} | {f"{m} (shared heads)": "--" for m in COMBINE_METHODS}
+    return lr.plot_curves(path, panels, "KL(best-of-n ‖ SFT), nats", "mean reward", styles)
 
 
 def overoptimization_markdown(report: dict) -> str:
-    """The measured verdicts: does the single RM over-optimize, and do WCO/UWO reduce it."""
+    """Per setting: each selector's numbers over seeds and the verdicts of the comparisons."""
+    aggregate, seeds = report["aggregate"], len(report["seeds"])
+    pool = report["per_seed"][0]["pool"]
     lines = [
-        f"# Over-optimization on the {report['world']} world (seed {report['seed']})",
+        f"# Over-optimization on the {report['world']} world",
         "",
-        f"Best-of-n pool: {report['pool']['prompts']} held-out prompts x "
-        f"{report['pool']['samples']} SFT samples (mean gold {report['pool']['mean_gold']:.3f}). "
-        "Proxy rewards are each member's score standardised on the pool; `single` averages the "
-        "K single-RM curves.",
+        lr.seeds_note(report),
+        "",
+        f"Best-of-n pool per seed: {pool['prompts']} held-out prompts x {pool['samples']} SFT "
+        f"samples (mean gold {lr.text(aggregate['pool_mean_gold'])}). Proxy rewards are "
+        "each member's score standardised on the pool; `single` averages the K single-RM curves.",
         "",
         "![gold and proxy vs KL](overoptimization.png)",
     ]
-    for setting in report["settings"]:
-        summary = setting["summary"]
+    comparisons = report["comparisons"]
+    for setting in aggregate["settings"]:
+        noise = f"noise {setting['label_noise']:.0%}"
+        rows = [(name, *(s[k] for k in SUMMARY_KEYS), s["n"][-1],
+                 f"{s['overoptimizes_seeds']}/{seeds}")
+                for name, s in setting["selectors"].items()]  # fmt: skip
+        ensembles = setting["ensembles"]
         lines += [
             "",
             f"## Label noise {setting['label_noise']:.0%} ({setting['pairs']} pairs, "
-            f"{setting['flipped']} flipped)",
+            f"{lr.text(setting['flipped'], 1)} flipped)",
             "",
-            "| selector | peak gold | at n (KL) | gold at max n | drop from peak | "
-            "proxy rise after peak |",
-            "|---|---|---|---|---|---|",
-        ]
-        for name, s in summary.items():
-            lines.append(
-                f"| {name} | {s['peak_gold']:.3f} | {s['peak_n']} ({s['peak_kl']:.2f}) | "
-                f"{s['final_gold']:.3f} | {s['gold_drop_from_peak']:.3f} | "
-                f"{s['proxy_rise_after_peak']:+.3f} |"
-            )
-        single = summary["single"]
-        verdict = (
-            f"The single RM over-optimizes: gold peaks at n={single['peak_n']} "
-            f"({single['peak_gold']:.3f}) and falls by {single['gold_drop_from_peak']:.3f} to "
-            f"{single['final_gold']:.3f} at n={single['final_n']} while its proxy rises by "
-            f"{single['proxy_rise_after_peak']:+.3f}."
-            if single["overoptimizes"]
-            else "The single RM does not over-optimize at this budget: gold at the largest n "
-            f"({single['final_gold']:.3f}) is within 0.02 of its peak or the proxy stops rising."
-        )
-        lines += ["", verdict]
-        for name in ("wco", "uwo", "mean"):
-            s = summary[name]
-            lines.append(
-                f"- {name}: gold at n={s['final_n']} is "
-                f"{s['final_gold'] - single['final_gold']:+.3f} vs single; "
-                f"drop from its own peak {s['gold_drop_from_peak']:.3f} vs "
-                f"{single['gold_drop_from_peak']:.3f} for single."
-            )
-        if "shared_heads" in setting:
-            lines += ["", *_shared_heads_markdown(setting)]
+            lr.table(["selector", "peak gold", "gold at max n", "drop from peak",
+                      "proxy rise after peak", "max n", "over-optimizes (seeds)"], rows),
+            "",
+            "Over-optimizes: gold at the largest n more than 0.02 below its peak while the proxy "
+            "still rises. Head held-out gold accuracy: independent "
+            f"{lr.text(ensembles['independent']['head_accuracy'])}, shared heads "
+            f"{lr.text(ensembles['shared heads']['head_accuracy'])}; seconds (train + "
+            f"score): independent {lr.text(ensembles['independent']['seconds'], 0)}, "
+            f"shared heads {lr.text(ensembles['shared heads']['seconds'], 0)}.",
+            "",
+            lr.comparisons_markdown(c for c in comparisons if c["name"].startswith(f"{noise}:")),
+        ]  # fmt: skip
     return "\n".join(lines) + "\n"
-
-
-def _shared_heads_markdown(setting: dict) -> list[str]:
-    """K independent models against K heads on one backbone: gold at the largest n per compute."""
-    kinds = {"independent": setting, "shared heads": setting["shared_heads"]}
-    lines = [
-        "K independent reward models vs K heads on one shared backbone (bootstrap pair weights):",
-        "",
-        "| ensemble | train s | score s | mean head accuracy | "
-        + " | ".join(f"{m} gold at max n (drop)" for m in COMBINE_METHODS)
-        + " |",
-        "|---|---|---|---|" + "---|" * len(COMBINE_METHODS),
-    ]
-    for name, kind in kinds.items():
-        summary = kind["summary"]
-        cells = [f"{summary[m]['final_gold']:.3f} ({summary[m]['gold_drop_from_peak']:.3f})"
-                 for m in COMBINE_METHODS]  # fmt: skip
-        lines.append(
-            f"| {name} | {kind['train_seconds']:.0f} | {kind['score_seconds']:.0f} | "
-            f"{np.mean(kind['head_heldout_accuracy']):.3f} | " + " | ".join(cells) + " |"
-        )
-    best = {name: max(kind["summary"][m]["final_gold"] for m in COMBINE_METHODS)
-            for name, kind in kinds.items()}  # fmt: skip
-    single = setting["summary"]["single"]["final_gold"]
-    cost = {name: kind["train_seconds"] + kind["score_seconds"] for name, kind in kinds.items()}
-    ratio = cost["independent"] / max(cost["shared heads"], 1e-9)
-    lines += [
-        "",
-        f"Best combiner's gold at the largest n: independent {best['independent']:.3f}, "
-        f"shared heads {best['shared heads']:.3f}, one RM {single:.3f}; independent members "
-        f"cost {ratio:.1f}x the seconds of shared heads (training + scoring). Gain over one RM "
-        f"per unit of shared-heads compute: independent "
-        f"{(best['independent'] - single) / ratio:+.3f}, shared heads "
-        f"{best['shared heads'] - single:+.3f}.",
-    ]
-    return lines

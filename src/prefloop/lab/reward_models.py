@@ -9,7 +9,8 @@ seeds (``ensemble``, mean), K heads on one shared backbone with bootstrap pair w
 whose implicit reward is the last model (``dpo-implicit``). All are scored by the ``eval-rm``
 suite (gold = the neutral user) and on held-out pairs where the concise and verbose users
 disagree, per user type; VPL is conditioned on a few labelled pairs of the user in question (a
-neutral user for the suite).
+neutral user for the suite). Every seed redraws the SFT model, labels, users and models; the
+report compares models paired by seed.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from prefloop.eval.rm_suite import (
     implicit_reward_scorer,
     reward_model_scorer,
 )
+from prefloop.lab import report as lr
 from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.models.personalized import (
     VPLRewardModel,
@@ -87,10 +89,34 @@ class RewardModelsConfig:
         )
 
 
-def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | None = None) -> dict:
-    """Run the comparison into ``out``; writes reward_models.json and reward_models.md."""
-    config = RewardModelsConfig.fast(seed) if fast else RewardModelsConfig(seed=seed)
-    return run_reward_models(config, Path(out), console or Console())
+def run_lab(
+    out: Path, fast: bool = False, seed: int = 0, seeds: int | None = None,
+    console: Console | None = None,
+) -> dict:  # fmt: skip
+    """Run the comparison at each seed into ``out``; writes reward_models.json and .md."""
+    config = RewardModelsConfig.fast() if fast else RewardModelsConfig()
+    return run_reward_models(config, lr.seed_list(seed, seeds, fast), Path(out),
+                             console or Console(), fast)  # fmt: skip
+
+
+def run_reward_models(
+    config: RewardModelsConfig, seeds: list[int], out: Path, console: Console,
+    fast: bool = False,
+) -> dict:  # fmt: skip
+    """Configure per seed, run, and report through the shared lab report."""
+    started = time.perf_counter()
+    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console), seeds, out)
+    report = lr.lab_report("reward_models", per_seed, _aggregate(per_seed),
+                           _comparisons(per_seed), fast, time.perf_counter() - started,
+                           world=per_seed[0]["world"])  # fmt: skip
+    models = report["aggregate"]["models"]
+    groups = {k: {name: m[k] for name, m in models.items()}
+              for k in ("accuracy", "accuracy_ood", "one_to_many", "consistency")}  # fmt: skip
+    lr.plot_bars(out / "reward_models.png", groups, "share ordered as gold",
+                 "Reward models, 95 % intervals over seeds")  # fmt: skip
+    lr.write_lab_report(out, "reward_models", report, reward_models_markdown(report))
+    console.print(f"wrote {out / 'reward_models.json'} in {report['seconds']:.0f} s")
+    return report
 
 
 def _conflict_pairs(world: ReviewWorld, policy: Policy, config: RewardModelsConfig):
@@ -124,11 +150,12 @@ def _accuracy_by_user_type(
     return result
 
 
-def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -> dict:
+def _run_seed(config: RewardModelsConfig, out: Path, console: Console) -> dict:
+    """One seed: SFT, labels, the six reward models, the suite and per-user-type accuracy."""
     started = time.perf_counter()
-    world, policy = start_review_lab(config, out, console, "1/6")
+    world, policy = start_review_lab(config, out, console, f"seed {config.seed}: 1/6")
 
-    console.rule("2/6 pairs labelled by a population of users")
+    console.rule(f"seed {config.seed}: 2/6 pairs labelled by a population of users")
     prompts = world.prompts(config.label_prompts, config.seed + 1)
     samples = policy.generate(prompts, num_samples=2, seed=config.seed + 2)
     triples = [(p, a, b) for p, (a, b) in zip(prompts, samples)]
@@ -138,7 +165,7 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
     console.print(f"{len(pairs)} pairs from {config.user_ids} users")
     rm_config = replace(config.reward_model, seed=config.seed + 10)
 
-    console.rule("3/6 bt, ensemble, ensemble-heads, bt-robust")
+    console.rule(f"seed {config.seed}: 3/6 bt, ensemble, ensemble-heads, bt-robust")
     bt = RewardModel.from_pretrained(out / "sft", seed=config.seed + 10)
     quiet = {"show_progress": False, "overwrite": True}
     train_reward_model(bt, pairs, rm_config, out / "bt", **quiet)
@@ -160,7 +187,7 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
     train_reward_model(robust, treated, rm_config, out / "bt-robust",
                        RewardModelConfig(use_margin=True, use_strength=True), **quiet)  # fmt: skip
 
-    console.rule("4/6 VPL personalized reward model")
+    console.rule(f"seed {config.seed}: 4/6 VPL personalized reward model")
     # VPL on frozen SFT-backbone features did not personalize (concise/verbose accuracy 0.27 /
     # 0.72 on conflict pairs, --fast seed 0); on bag-of-words features it does (0.78 / 0.85).
     corpus_words = {
@@ -179,12 +206,12 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
         return [lambda p, r, s=personalized_scorer(vpl, embed, ctx): s(p, r).numpy()
                 for uid, ctx in contexts.items() if user_type[uid] == kind]  # fmt: skip
 
-    console.rule("5/6 DPO (implicit reward)")
+    console.rule(f"seed {config.seed}: 5/6 DPO (implicit reward)")
     dpo = Policy.from_pretrained(out / "sft")
     train_preference(dpo, pairs, replace(config.dpo, seed=config.seed + 40), out / "dpo",
                      method_config("dpo", beta=config.beta), **quiet)  # fmt: skip
 
-    console.rule("6/6 eval-rm suite and per-user-type accuracy")
+    console.rule(f"seed {config.seed}: 6/6 eval-rm suite and per-user-type accuracy")
     scorers: dict[str, Scorer] = {
         "bt": reward_model_scorer(bt),
         "bt-robust": reward_model_scorer(robust),
@@ -217,39 +244,84 @@ def run_reward_models(config: RewardModelsConfig, out: Path, console: Console) -
         "seconds": time.perf_counter() - started,
     }
     write_json(out / "reward_models.json", report)
-    (out / "reward_models.md").write_text(reward_models_markdown(report))
-    console.print(f"wrote {out / 'reward_models.json'} in {report['seconds']:.0f} s")
     return report
 
 
+METRICS = ("accuracy", "accuracy_ood", "one_to_many", "consistency", "ece")
+
+
+def _aggregate(per_seed: list[dict]) -> dict:
+    """Every model's metrics (and per-user-type accuracy) as intervals over seeds."""
+    names = per_seed[0]["models"]
+    types = per_seed[0]["models"]["bt"]["accuracy_by_user_type"]
+    return {
+        "pairs": lr.interval(s["pairs"] for s in per_seed),
+        "conflict_pairs": lr.interval(s["conflict_pairs"] for s in per_seed),
+        "models": {name: {**{k: lr.interval(s["models"][name][k] for s in per_seed)
+                             for k in METRICS},
+                          "accuracy_by_user_type": {
+                              t: lr.interval(s["models"][name]["accuracy_by_user_type"][t]
+                                             for s in per_seed) for t in types}}
+                   for name in names},
+    }  # fmt: skip
+
+
+def _comparisons(per_seed: list[dict]) -> list[lr.Comparison]:
+    """Explicit vs implicit out of distribution (Lin et al.), ensembles, robust BT and VPL
+    against plain BT, paired by seed."""
+
+    def metric(name: str, key: str, user_type: str | None = None) -> list[float]:
+        models = [s["models"][name] for s in per_seed]
+        return [m["accuracy_by_user_type"][user_type] if user_type else m[key] for m in models]
+
+    def drop(name: str) -> list[float]:
+        return [a - b for a, b in zip(metric(name, "accuracy"), metric(name, "accuracy_ood"))]
+
+    comparisons = [
+        lr.compare("bt − dpo-implicit, accuracy OOD", metric("bt", "accuracy_ood"),
+                   metric("dpo-implicit", "accuracy_ood"),
+                   "the explicit RM generalizes better out of distribution",
+                   "the implicit (DPO) RM generalizes better out of distribution"),
+        lr.compare("bt − dpo-implicit, drop under shift (accuracy − accuracy OOD)", drop("bt"),
+                   drop("dpo-implicit"), "the explicit RM loses more under shift",
+                   "the explicit RM loses less under shift"),
+        lr.compare("bt − dpo-implicit, accuracy", metric("bt", "accuracy"),
+                   metric("dpo-implicit", "accuracy"), "the explicit RM is more accurate in "
+                   "distribution", "the implicit RM is more accurate in distribution"),
+    ]  # fmt: skip
+    for name in ("ensemble", "ensemble-heads", "bt-robust"):
+        comparisons += [
+            lr.compare(f"{name} − bt, {key.replace('_', ' ')}", metric(name, key),
+                       metric("bt", key), f"{name} is above bt", f"{name} is below bt")
+            for key in ("accuracy", "accuracy_ood", "ece")
+        ]  # fmt: skip
+    for user_type in USER_TYPES:
+        comparisons.append(lr.compare(
+            f"vpl − bt, accuracy for {user_type.name} users (conflict pairs)",
+            metric("vpl", "", user_type.name), metric("bt", "", user_type.name),
+            f"VPL serves {user_type.name} users better", f"VPL serves {user_type.name} users worse",
+        ))  # fmt: skip
+    return comparisons
+
+
 def reward_models_markdown(report: dict) -> str:
-    """Table of every metric, and the explicit-vs-implicit OOD verdict from the numbers."""
-    models = report["models"]
+    """Every metric over seeds, and the verdicts of the paired comparisons."""
+    aggregate = report["aggregate"]
+    models = aggregate["models"]
     types = list(next(iter(models.values()))["accuracy_by_user_type"])
     header = ["model", "accuracy", "accuracy OOD", "one-to-many", "consistency", "ECE",
               *(f"acc. {t} (conflict pairs)" for t in types)]  # fmt: skip
-    rows = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for name, m in models.items():
-        cells = [name, *(f"{m[k]:.3f}" for k in ("accuracy", "accuracy_ood", "one_to_many",
-                                                  "consistency", "ece")),
-                 *(f"{m['accuracy_by_user_type'][t]:.3f}" for t in types)]  # fmt: skip
-        rows.append("| " + " | ".join(cells) + " |")
-    bt, dpo = models["bt"], models["dpo-implicit"]
-    drop_bt, drop_dpo = bt["accuracy"] - bt["accuracy_ood"], dpo["accuracy"] - dpo["accuracy_ood"]
-    better = bt["accuracy_ood"] > dpo["accuracy_ood"]
-    verdict = (
-        f"Explicit vs implicit: out of distribution the explicit BT RM scores "
-        f"{bt['accuracy_ood']:.3f} and the DPO implicit RM {dpo['accuracy_ood']:.3f}, so the "
-        f"explicit RM {'does' if better else 'does not'} generalize better on this world "
-        f"(in-distribution {bt['accuracy']:.3f} vs {dpo['accuracy']:.3f}; drop under shift "
-        f"{drop_bt:+.3f} vs {drop_dpo:+.3f})."
-    )
+    rows = [(name, *(m[k] for k in METRICS), *(m["accuracy_by_user_type"][t] for t in types))
+            for name, m in models.items()]  # fmt: skip
+    treatment = report["per_seed"][0]["robust_treatment"]
     return (
-        f"# Reward models on the {report['world']} world (seed {report['seed']})\n\n"
-        f"{report['pairs']} training pairs labelled by neutral, concise and verbose users; "
-        f"accuracy is against the gold (neutral) order; per-user-type accuracy is on "
-        f"{report['conflict_pairs']} held-out pairs where concise and verbose users disagree. "
-        f"Secrets-II treatment: {report['robust_treatment']}.\n\n"
-        + "\n".join(rows)
-        + f"\n\n{verdict}\n"
+        f"# Reward models on the {report['world']} world\n\n{lr.seeds_note(report)}\n\n"
+        f"{lr.text(aggregate['pairs'], 0)} training pairs per seed labelled by neutral, concise "
+        "and verbose users; accuracy is against the gold (neutral) order; per-user-type accuracy "
+        f"is on {lr.text(aggregate['conflict_pairs'], 0)} held-out pairs where concise and verbose "
+        f"users disagree. Secrets-II treatment (seed {report['seeds'][0]}): {treatment}.\n\n"
+        + lr.table(header, rows)
+        + "\n\n![metrics with 95 % intervals](reward_models.png)\n\n"
+        + lr.comparisons_markdown(report["comparisons"])
+        + "\n"
     )

@@ -6,6 +6,8 @@ model (value head on the SFT backbone) is trained on the labels plainly, with so
 label smoothing, and with the Secrets-II treatment (strengths from a bootstrap ensemble of K
 heads on one shared backbone). The score is held-out agreement with the gold order. Regret-based
 labels are measured on the tabular world, where regret is exact (``lab/regret_labels.py``).
+Every seed redraws the SFT model, pairs, teachers' noise and models; the report compares options
+paired by seed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rich.console import Console
 from prefloop.data.records import Comparison
 from prefloop.eval.report import write_json
 from prefloop.eval.reward_model import evaluate_reward_model
+from prefloop.lab import report as lr
 from prefloop.lab.common import BasePolicySetup, start_review_lab
 from prefloop.lab.regret_labels import RegretLabelsConfig, run_regret_labels
 from prefloop.models.reward import RewardModel
@@ -58,19 +61,39 @@ class TeacherKnobsConfig:
 
     @classmethod
     def fast(cls, seed: int = 0) -> TeacherKnobsConfig:
+        """Smaller budget and held-out set; the regret labels' seed follows ``seed`` per run."""
         return replace(
             cls(seed=seed),
             base=BasePolicySetup.fast(),
             budget=600,
             heldout_prompts=300,
-            regret=RegretLabelsConfig(pairs=600, seed=seed),
+            regret=RegretLabelsConfig(pairs=600),
         )
 
 
-def run_lab(out: Path, fast: bool = False, seed: int = 0, console: Console | None = None) -> dict:
-    """Run the experiment into ``out``; writes teacher_knobs.json and teacher_knobs.md."""
-    config = TeacherKnobsConfig.fast(seed) if fast else TeacherKnobsConfig(seed=seed)
-    return run_teacher_knobs(config, Path(out), console or Console())
+def run_lab(
+    out: Path, fast: bool = False, seed: int = 0, seeds: int | None = None,
+    console: Console | None = None,
+) -> dict:  # fmt: skip
+    """Run the experiment at each seed into ``out``; writes teacher_knobs.json and .md."""
+    config = TeacherKnobsConfig.fast() if fast else TeacherKnobsConfig()
+    return run_teacher_knobs(config, lr.seed_list(seed, seeds, fast), Path(out),
+                             console or Console(), fast)  # fmt: skip
+
+
+def run_teacher_knobs(
+    config: TeacherKnobsConfig, seeds: list[int], out: Path, console: Console,
+    fast: bool = False,
+) -> dict:  # fmt: skip
+    """Configure per seed, run, and report through the shared lab report."""
+    started = time.perf_counter()
+    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console), seeds, out)
+    report = lr.lab_report("teacher_knobs", per_seed, _aggregate(per_seed),
+                           _comparisons(per_seed), fast, time.perf_counter() - started,
+                           world=per_seed[0]["world"], budget=config.budget)  # fmt: skip
+    lr.write_lab_report(out, "teacher_knobs", report, teacher_knobs_markdown(report))
+    console.print(f"wrote {out / 'teacher_knobs.json'} in {report['seconds']:.0f} s")
+    return report
 
 
 def _agreement(
@@ -97,9 +120,10 @@ def _secrets_ii(sft_dir, labels, config: TeacherKnobsConfig, out: Path):
     return robust_relabel(labels, *ensemble_strength(ensemble, labels), config.robust)
 
 
-def run_teacher_knobs(config: TeacherKnobsConfig, out: Path, console: Console) -> dict:
+def _run_seed(config: TeacherKnobsConfig, out: Path, console: Console) -> dict:
+    """One seed: SFT, every teacher's labels and four reward models each, regret labels."""
     started = time.perf_counter()
-    world, policy = start_review_lab(config, out, console, "1/3")
+    world, policy = start_review_lab(config, out, console, f"seed {config.seed}: 1/3")
     sft_dir = out / "sft"
     prompts = world.prompts(config.budget, config.seed + 1)
     samples = policy.generate(prompts, num_samples=2, seed=config.seed + 2)
@@ -109,7 +133,7 @@ def run_teacher_knobs(config: TeacherKnobsConfig, out: Path, console: Console) -
     heldout = gold_pairs(world, test_prompts, heldout_samples, 0.1)
     rm = replace(config.reward_model, seed=config.seed + 10)
 
-    console.rule("2/3 B-Pref knobs on the review world")
+    console.rule(f"seed {config.seed}: 2/3 B-Pref knobs on the review world")
     results = []
     for knob, settings in KNOBS.items():
         for setting in settings:
@@ -144,60 +168,103 @@ def run_teacher_knobs(config: TeacherKnobsConfig, out: Path, console: Console) -
                 f"Secrets-II {row['secrets_ii']:.3f}"
             )
 
-    console.rule("3/3 regret vs partial-return labels on the tabular world")
-    regret = run_regret_labels(config.regret)
+    console.rule(f"seed {config.seed}: 3/3 regret vs partial-return labels, tabular world")
+    regret = run_regret_labels(replace(config.regret, seed=config.seed))
     for row in regret:
         console.print(row)
     report = {"world": world.name, "seed": config.seed, "budget": config.budget,
               "heldout_pairs": len(heldout), "results": results, "regret_labels": regret,
               "seconds": time.perf_counter() - started}  # fmt: skip
     write_json(out / "teacher_knobs.json", report)
-    (out / "teacher_knobs.md").write_text(teacher_knobs_markdown(report))
-    console.print(f"wrote {out / 'teacher_knobs.json'} in {report['seconds']:.0f} s")
     return report
 
 
+OPTIONS = ("soft_ties", "label_smoothing", "secrets_ii")
+ROW_KEYS = ("labels", "ties", "true_mistakes", "plain", *OPTIONS, "flipped_by_treatment")
+REGRET_KEYS = ("agreement_partial_return", "agreement_regret", "planned_return_share")
+
+
+def _row_name(row: dict) -> str:
+    return f"{row['knob']} {row['setting']}" if row["setting"] else row["knob"]
+
+
+def _aggregate(per_seed: list[dict]) -> dict:
+    """Each teacher row's counts and agreements, and the regret rows, as intervals over seeds."""
+    first = per_seed[0]
+    return {
+        "heldout_pairs": lr.interval(s["heldout_pairs"] for s in per_seed),
+        "results": [{"knob": row["knob"], "setting": row["setting"],
+                     **{k: lr.interval(s["results"][i][k] for s in per_seed) for k in ROW_KEYS}}
+                    for i, row in enumerate(first["results"])],
+        "regret_labels": [{"teacher": row["teacher"], "pairs": row["pairs"],
+                           **{k: lr.interval(s["regret_labels"][i][k] for s in per_seed)
+                              for k in REGRET_KEYS}}
+                          for i, row in enumerate(first["regret_labels"])],
+    }  # fmt: skip
+
+
+def _comparisons(per_seed: list[dict]) -> list[lr.Comparison]:
+    """Each imperfect teacher against the perfect one, each robust option against plain BT (per
+    row and on average over the imperfect rows), and regret against partial-return labels."""
+    rows = [s["results"] for s in per_seed]
+    perfect = [next(r["plain"] for r in rs if r["knob"] == "perfect") for rs in rows]
+    imperfect = [i for i, r in enumerate(rows[0]) if r["knob"] != "perfect"]
+    comparisons = []
+    for i in imperfect:
+        name = _row_name(rows[0][i])
+        plain = [rs[i]["plain"] for rs in rows]
+        comparisons.append(
+            lr.compare(
+                f"{name}: plain − perfect teacher",
+                plain,
+                perfect,
+                f"{name} helps the RM",
+                f"{name} degrades the RM",
+            )
+        )
+        comparisons += [lr.compare(f"{name}: {option} − plain", [rs[i][option] for rs in rows],
+                                   plain, f"{option} recovers accuracy", f"{option} costs accuracy")
+                        for option in OPTIONS]  # fmt: skip
+    plain_mean = [np.mean([rs[i]["plain"] for i in imperfect]) for rs in rows]
+    comparisons += [
+        lr.compare(f"mean over imperfect teachers: {option} − plain",
+                   [np.mean([rs[i][option] for i in imperfect]) for rs in rows], plain_mean,
+                   f"{option} recovers accuracy on average", f"{option} costs accuracy on average")
+        for option in OPTIONS
+    ]  # fmt: skip
+    regret = [{r["teacher"]: r for r in s["regret_labels"]} for s in per_seed]
+    comparisons += [
+        lr.compare(f"tabular: regret − partial-return teacher, {key.replace('_', ' ')}",
+                   [r["regret"][key] for r in regret], [r["partial_return"][key] for r in regret],
+                   "regret labels score higher", "regret labels score lower")
+        for key in REGRET_KEYS
+    ]  # fmt: skip
+    return comparisons
+
+
 def teacher_knobs_markdown(report: dict) -> str:
-    """Degradation per knob against the perfect teacher, and what the robust options recover."""
-    perfect = next(r["plain"] for r in report["results"] if r["knob"] == "perfect")
-    lines = [
-        f"# Imperfect teachers vs the BT reward model ({report['world']} world, seed "
-        f"{report['seed']})",
+    """Every teacher's agreements over seeds, and the verdicts of the paired comparisons."""
+    aggregate = report["aggregate"]
+    perfect = next(r["plain"] for r in aggregate["results"] if r["knob"] == "perfect")
+    rows = [(r["knob"], r["setting"], *(r[k] for k in ROW_KEYS)) for r in aggregate["results"]]
+    regret = [(r["teacher"], r["pairs"], *(r[k] for k in REGRET_KEYS))
+              for r in aggregate["regret_labels"]]  # fmt: skip
+    return "\n".join([
+        f"# Imperfect teachers vs the BT reward model ({report['world']} world)",
+        "",
+        lr.seeds_note(report),
         "",
         f"Budget {report['budget']} queries per teacher; held-out agreement with the gold order "
-        f"on {report['heldout_pairs']} pairs. A perfect teacher gives {perfect:.3f}.",
+        f"on {lr.text(aggregate['heldout_pairs'], 0)} pairs per seed. A perfect teacher gives "
+        f"{lr.text(perfect)}.",
         "",
-        "| knob | setting | labels | ties | true mistakes | plain | vs perfect | soft ties | "
-        "label smoothing | Secrets-II | flipped by Secrets-II |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in report["results"]:
-        lines.append(
-            f"| {r['knob']} | {r['setting']} | {r['labels']} | {r['ties']} | "
-            f"{r['true_mistakes']} | {r['plain']:.3f} | {r['plain'] - perfect:+.3f} | "
-            f"{r['soft_ties']:.3f} | {r['label_smoothing']:.3f} | {r['secrets_ii']:.3f} | "
-            f"{r['flipped_by_treatment']} |"
-        )
-    imperfect = [r for r in report["results"] if r["knob"] != "perfect"]
-    gains = {name: np.mean([r[name] - r["plain"] for r in imperfect])
-             for name in ("soft_ties", "label_smoothing", "secrets_ii")}  # fmt: skip
-    best = np.mean([max(r["soft_ties"], r["label_smoothing"], r["secrets_ii"]) - r["plain"]
-                    for r in imperfect])  # fmt: skip
-    lines += [
+        lr.table(["knob", "setting", "labels", "ties", "true mistakes", "plain", "soft ties",
+                  "label smoothing", "Secrets-II", "flipped by Secrets-II"], rows),
         "",
-        "Mean change over plain BT across the imperfect teachers: "
-        + ", ".join(f"{name} {gain:+.3f}" for name, gain in gains.items())
-        + f"; the best option per row (chosen after the fact, an upper bound) {best:+.3f}.",
+        lr.comparisons_markdown(report["comparisons"]),
         "",
         "## Regret vs partial-return labels (tabular grid world, partial-return BT learner)",
         "",
-        "| teacher | pairs | agreement with partial return | agreement with regret | "
-        "planned return / optimal |",
-        "|---|---|---|---|---|",
-    ]
-    for r in report["regret_labels"]:
-        lines.append(
-            f"| {r['teacher']} | {r['pairs']} | {r['agreement_partial_return']:.3f} | "
-            f"{r['agreement_regret']:.3f} | {r['planned_return_share']:.3f} |"
-        )
-    return "\n".join(lines) + "\n"
+        lr.table(["teacher", "pairs", "agreement with partial return", "agreement with regret",
+                  "planned return / optimal"], regret),
+    ]) + "\n"  # fmt: skip
