@@ -317,5 +317,17 @@ for _name, _module, _help in (
     _lab_command(_name, _module, "run_lab", _help)
 
 
+@lab_app.command("nash", help="Nash methods vs BT-RLHF on exact tabular preference games.")
+def lab_nash(
+    out: Out = Path("lab-nash"),
+    preferences: Annotated[
+        Path | None, typer.Option(help="JSON game {responses, P, reference}; default: built-ins.")
+    ] = None,
+) -> None:
+    from prefloop.lab.nash import run_lab
+
+    run_lab(out=out, preferences=preferences, console=console)
+
+
 if __name__ == "__main__":
     app()

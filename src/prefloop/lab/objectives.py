@@ -177,13 +177,21 @@ def run_lab(
     started = time.perf_counter()
     per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console),
                             lr.seed_list(seed, seeds, fast), out)  # fmt: skip
+    notes = {r.name: r.note for r in config.runs if r.note}
+    report = write_report(per_seed, fast, time.perf_counter() - started, notes, out)
+    console.print(f"wrote {out / 'objectives.json'} in {report['seconds']:.0f}s")
+    return report
+
+
+def write_report(
+    per_seed: list[dict], fast: bool, seconds: float, notes: dict[str, str], out: Path
+) -> dict:
+    """Aggregate per-seed results into objectives.json, objectives.md and gold_vs_kl.png."""
     report = lr.lab_report("objectives", per_seed, _aggregate(per_seed), _comparisons(per_seed),
-                           fast, time.perf_counter() - started, world=per_seed[0]["world"],
-                           pairs=per_seed[0]["pairs"],
-                           notes={r.name: r.note for r in config.runs if r.note})  # fmt: skip
+                           fast, seconds, world=per_seed[0]["world"], pairs=per_seed[0]["pairs"],
+                           notes=notes)  # fmt: skip
     plot_gold_vs_kl(report, out / "gold_vs_kl.png")
     lr.write_lab_report(out, "objectives", report, objectives_markdown(report))
-    console.print(f"wrote {out / 'objectives.json'} in {report['seconds']:.0f}s")
     return report
 
 
@@ -289,13 +297,23 @@ def _aggregate(per_seed: list[dict]) -> dict:
 
 
 def _comparisons(per_seed: list[dict]) -> list[lr.Comparison]:
-    """Every run's gold against the SFT policy's, and C3PO against plain DPO, paired by seed."""
+    """Every run's gold against the SFT policy's and against dpo at the same beta, and C3PO
+    against plain DPO, paired by seed."""
     sft = [s["sft"]["gold_reward"] for s in per_seed]
     comparisons = [
         lr.compare(f"{r['objective']} {r['setting']} − SFT, gold",
                    [s["runs"][i]["gold_reward"] for s in per_seed], sft,
                    "raises gold over SFT", "lowers gold below SFT")
         for i, r in enumerate(per_seed[0]["runs"])
+    ]  # fmt: skip
+    runs = per_seed[0]["runs"]
+    dpo = {r["beta"]: i for i, r in enumerate(runs) if r["objective"] == "dpo"}
+    comparisons += [
+        lr.compare(f"{r['objective']} {r['setting']} − dpo, gold",
+                   [s["runs"][i]["gold_reward"] for s in per_seed],
+                   [s["runs"][dpo[r["beta"]]]["gold_reward"] for s in per_seed],
+                   "beats dpo at the same beta", "loses to dpo at the same beta")
+        for i, r in enumerate(runs) if r["objective"] != "dpo" and r["beta"] in dpo
     ]  # fmt: skip
     c3po = [s["c3po"]["policies"] for s in per_seed]
     comparisons += [
@@ -331,24 +349,33 @@ def objectives_markdown(report: dict) -> str:
         ):
             best[r["objective"]] = r
     ranked = sorted(best.values(), key=lambda r: -r["gold_reward"]["mean"])
-    header = ["objective", "setting", "gold reward", "Δ vs SFT (paired)", "KL (nats)",
-              "win rate vs SFT", "train s", "verdict vs SFT"]  # fmt: skip
+    header = ["objective", "setting", "gold reward", "Δ vs SFT (paired)", "verdict vs SFT",
+              "Δ vs dpo, same beta (paired)", "verdict vs dpo", "KL (nats)", "win rate vs SFT",
+              "train s"]  # fmt: skip
+
+    def versus(r: dict, other: str) -> tuple[str, str]:
+        c = by_name.get(f"{r['objective']} {r['setting']} − {other}, gold")
+        return (lr.text(c["difference"], sign=True), c["verdict"].split(" (")[0]) if c else ("", "")
 
     def row(r: dict) -> tuple:
-        vs = by_name[f"{r['objective']} {r['setting']} − SFT, gold"]
-        verdict = vs["verdict"].split(" (")[0]
-        difference = lr.text(vs["difference"], sign=True)
-        return (r["objective"], r["setting"], r["gold_reward"], difference, r["kl"],
-                r["win_rate_vs_sft"], lr.text(r["train_seconds"], 0), verdict)  # fmt: skip
+        return (r["objective"], r["setting"], r["gold_reward"], *versus(r, "SFT"),
+                *versus(r, "dpo"), r["kl"], r["win_rate_vs_sft"],
+                lr.text(r["train_seconds"], 0))  # fmt: skip
 
     lowered = sorted({c["name"].split(" beta")[0] for c in report["comparisons"]
                       if c["verdict"].startswith("lowers")})  # fmt: skip
+    versus_dpo = {verdict: sorted({c["name"].split(" beta")[0] for c in report["comparisons"]
+                                   if c["verdict"].startswith(verdict)})
+                  for verdict in ("beats dpo", "loses to dpo")}  # fmt: skip
     notes = "".join(f"- **{k}**: {v}\n" for k, v in report["notes"].items())
     return (
         f"# Objectives lab (world {report['world']}, {report['pairs']} pairs per seed)\n\n"
         f"{lr.seeds_note(report)}\n\n"
         f"SFT gold reward **{lr.text(aggregate['sft']['gold_reward'])}**. "
-        f"Runs whose gold is below SFT across seeds: {', '.join(lowered) or 'none'}.\n\n"
+        f"Runs whose gold is below SFT across seeds: {', '.join(lowered) or 'none'}. "
+        f"Objectives with a run ahead of dpo at the same beta across seeds: "
+        f"{', '.join(versus_dpo['beats dpo']) or 'none'}; behind it: "
+        f"{', '.join(versus_dpo['loses to dpo']) or 'none'}.\n\n"
         "## Best setting per objective (by mean gold over seeds)\n\n"
         + lr.table(header, map(row, ranked))
         + "\n\n## Every run\n\n"
