@@ -42,18 +42,25 @@ class OnlineRunSpec:
     train: TrainConfig
 
 
-def _runs(labels: int, steps: int) -> list[OnlineRunSpec]:
-    """The methods at ``labels`` annotator labels; reward-model-judged ones run ``steps``."""
-    lr_dpo, lr_pg = 5e-4, 2e-4
-    per_iteration = labels // 4  # iterative DPO with the annotator: 4 iterations of pairs
+def _runs(labels: int, steps: int, dpo_epochs: int) -> list[OnlineRunSpec]:
+    """The methods at ``labels`` annotator labels; reward-model-judged ones run ``steps``.
+
+    The annotator-judged DPO runs get offline DPO's learning rate and about its number of
+    gradient steps (online DPO: one pass over fresh pairs of 16; iterative DPO: four
+    iterations, each pair seen ``dpo_epochs`` times as offline DPO sees its pairs), so the
+    comparison at equal labels differs only in where the pairs come from.
+    """
+    lr_dpo, lr_pg = 1e-3, 2e-4  # lr_pg: 1e-3 collapsed GRPO on the arithmetic world
+    per_iteration = labels // 4
     return [
-        OnlineRunSpec("online-dpo", "online-dpo", "annotator", {"rollout_prompts": 32},
-                      TrainConfig(learning_rate=lr_dpo, batch_size=32, max_steps=labels // 32,
+        OnlineRunSpec("online-dpo", "online-dpo", "annotator", {"rollout_prompts": 16},
+                      TrainConfig(learning_rate=lr_dpo, batch_size=16, max_steps=labels // 16,
                                   warmup_ratio=0.0)),
         OnlineRunSpec("iterative-dpo", "iterative-dpo", "annotator",
-                      {"rollout_prompts": per_iteration, "samples_per_prompt": 2},
+                      {"rollout_prompts": per_iteration, "samples_per_prompt": 2,
+                       "rollout_epochs": dpo_epochs},
                       TrainConfig(learning_rate=lr_dpo, batch_size=32, warmup_ratio=0.0,
-                                  max_steps=4 * 2 * -(-per_iteration // 32))),
+                                  max_steps=4 * dpo_epochs * -(-per_iteration // 32))),
         OnlineRunSpec("iterative-dpo (rm)", "iterative-dpo", "reward_model",
                       {"rollout_prompts": 64}, TrainConfig(learning_rate=lr_dpo, batch_size=32,
                                                            max_steps=steps, warmup_ratio=0.0)),
@@ -77,7 +84,7 @@ class OnlineLabConfig:
     seed: int = 0
     base: BasePolicySetup = field(default_factory=BasePolicySetup)
     labels: int = 1024
-    online_steps: int = 64
+    online_steps: int = 128
     beta: float = 0.1
     reward_model: TrainConfig = field(
         default_factory=lambda: TrainConfig(learning_rate=1e-3, batch_size=32, epochs=6)
@@ -92,18 +99,23 @@ class OnlineLabConfig:
 
     @classmethod
     def fast(cls) -> OnlineLabConfig:
-        return cls(base=BasePolicySetup.fast(), labels=512, online_steps=32, eval_prompts=48)
+        return cls(base=BasePolicySetup.fast(), labels=512, online_steps=64, eval_prompts=48)
 
 
 def run_lab(out: Path, fast: bool = False, seed: int = 0, seeds: int | None = None,
             console: Console | None = None) -> dict:  # fmt: skip
     """Run the comparison at each seed into ``out``; writes online.json, .md and a plot."""
     config = OnlineLabConfig.fast() if fast else OnlineLabConfig()
-    console = console or Console()
-    out = Path(out)
+    return run_online(config, lr.seed_list(seed, seeds, fast), Path(out), console or Console(),
+                      fast)  # fmt: skip
+
+
+def run_online(config: OnlineLabConfig, seeds: list[int], out: Path, console: Console,
+               fast: bool = False) -> dict:  # fmt: skip
+    """Configure per seed, run, and report through the shared lab report."""
     started = time.perf_counter()
-    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console),
-                            lr.seed_list(seed, seeds, fast), out)  # fmt: skip
+    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console), seeds,
+                            out)  # fmt: skip
     names = ["dpo"] + [run["method"] for run in per_seed[0]["runs"] if run["method"] != "dpo"]
     aggregate = {name: {key: lr.interval([_run(s, name)[key] for s in per_seed])
                         for key in ("gold_reward", "kl", "win_rate_vs_sft", "wall_seconds")}
@@ -170,7 +182,7 @@ def _run_seed(config: OnlineLabConfig, out: Path, console: Console) -> dict:
     runs = [_entry("dpo", evaluate(dpo), len(pairs), time.perf_counter() - dpo_started)]
     train_prompts = world.prompts(2048, config.seed + 3)
     console.rule("3/4 online methods")
-    for spec in _runs(config.labels, config.online_steps):
+    for spec in _runs(config.labels, config.online_steps, config.dpo.epochs):
         console.print(f"{spec.label}: {spec.method}, judged by the {spec.judge.replace('_', ' ')}")
         judge = (AnnotatorJudge(world, 0.5) if spec.judge == "annotator"
                  else RewardModelJudge(reward_model))  # fmt: skip

@@ -63,11 +63,16 @@ def run_lab(out: Path, fast: bool = False, seed: int = 0, seeds: int | None = No
             console: Console | None = None) -> dict:  # fmt: skip
     """Run every method at each seed into ``out``; writes verifiable.json, .md and a plot."""
     config = VerifiableLabConfig.fast() if fast else VerifiableLabConfig()
-    console = console or Console()
-    out = Path(out)
+    return run_verifiable(config, lr.seed_list(seed, seeds, fast), Path(out),
+                          console or Console(), fast)  # fmt: skip
+
+
+def run_verifiable(config: VerifiableLabConfig, seeds: list[int], out: Path, console: Console,
+                   fast: bool = False) -> dict:  # fmt: skip
+    """Configure per seed, run, and report through the shared lab report."""
     started = time.perf_counter()
-    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console),
-                            lr.seed_list(seed, seeds, fast), out)  # fmt: skip
+    per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console), seeds,
+                            out)  # fmt: skip
     k = f"pass@{config.eval_samples}"
     keys = ("pass@1", k, "mean_length", "kl", "wall_seconds", "length_change")
     aggregate = {name: {key: lr.interval([_run(s, name)[key] for s in per_seed]) for key in keys}
