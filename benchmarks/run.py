@@ -76,7 +76,7 @@ def build_fixture(size: str, shape: str, pairs: int, root: Path) -> dict:
     params = sum(p.numel() for p in model.parameters())  # the tied embedding counts once
     embedding = model.get_input_embeddings().weight.numel()
     return {"dir": out, "tokens": tokens, "params": params, "embedding": embedding,
-            "spec": asdict(spec), "vocab": vocab}  # fmt: skip
+            "spec": asdict(spec), "vocab": vocab, "data": data}  # fmt: skip
 
 
 def matmul_gflops(threads: int) -> float:

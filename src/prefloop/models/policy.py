@@ -6,18 +6,49 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM
 
 from prefloop.data.records import Prompt
+from prefloop.models.packing import PairBatch, ScoredTokens
 from prefloop.models.pretrained import PretrainedModel, TokenizedBatch, default_device, evaluating
 
-__all__ = ["Policy", "TokenizedBatch", "default_device", "gather_token_logps"]
+__all__ = ["Policy", "TokenizedBatch", "default_device", "gather_token_logps", "head_logps"]
+
+#: Scored tokens per LM-head chunk: the [chunk × vocab] logits are all that is ever held.
+HEAD_CHUNK = 1024
 
 
 def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log p(label) per position without materialising the full log-softmax over the vocabulary."""
     picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     return picked.float() - torch.logsumexp(logits.float(), dim=-1)
+
+
+def _chunk_logps(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor):
+    return gather_token_logps(hidden @ weight.T, labels)
+
+
+def head_logps(
+    hidden: torch.Tensor, head: torch.nn.Module, tokens: ScoredTokens, chunk: int = HEAD_CHUNK
+) -> torch.Tensor:
+    """log p(label) of the scored tokens only, from the final hidden states [B, T, H].
+
+    The LM head runs on ``chunk`` tokens at a time and, with gradients, each chunk's logits
+    are recomputed in backward instead of kept, so [tokens × vocab] never sits in memory.
+    """
+    picked = hidden.flatten(0, 1).index_select(0, tokens.sources)
+    weight = head.weight
+    if getattr(head, "bias", None) is not None:
+        raise ValueError("an LM head with a bias is not supported")
+    parts = []
+    for start in range(0, len(picked), chunk):
+        args = (picked[start : start + chunk], weight, tokens.labels[start : start + chunk])
+        if torch.is_grad_enabled():
+            parts.append(checkpoint(_chunk_logps, *args, use_reentrant=False))
+        else:
+            parts.append(_chunk_logps(*args))
+    return torch.cat(parts) if parts else picked.new_zeros(0)
 
 
 class Policy(PretrainedModel):
@@ -32,13 +63,49 @@ class Policy(PretrainedModel):
         return cls.load(path, dtype, device)
 
     # ---- log-probabilities ---------------------------------------------------------------
+    def _final_hidden(self, **inputs: torch.Tensor) -> torch.Tensor:
+        """The last layer's (normed) hidden states, through the model's own forward (so a
+        data-parallel wrapper sees the call) with the LM head run at one position only."""
+        out = self.model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False)
+        return out.hidden_states[-1]
+
+    def _head(self) -> torch.nn.Module:
+        return getattr(self.model, "module", self.model).get_output_embeddings()
+
     def token_logps(self, batch: TokenizedBatch) -> torch.Tensor:
-        """log π(token | prefix) at each position, zero outside the response; shape [B, T-1]."""
+        """log π(token | prefix) at each position, zero outside the response; shape [B, T-1].
+
+        Only response positions go through the LM head (see :func:`head_logps`).
+        """
         batch = batch.to(self.device)
-        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        labels = batch.input_ids[:, 1:]
-        logps = gather_token_logps(logits[:, :-1], labels)
-        return logps * batch.response_mask[:, 1:]
+        hidden = self._final_hidden(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
+        rows, width = batch.input_ids.shape
+        targets = batch.response_mask[:, 1:].flatten().nonzero().squeeze(-1)
+        row = targets // (width - 1)
+        sources = row * width + targets % (width - 1)  # position t predicts token t + 1
+        labels = batch.input_ids[:, 1:].flatten()[targets]
+        logps = head_logps(hidden, self._head(), ScoredTokens(sources, labels, row))
+        flat = torch.zeros(rows * (width - 1), dtype=logps.dtype, device=logps.device)
+        return flat.index_put((targets,), logps).view(rows, width - 1)
+
+    def pair_logps(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log-probs of the chosen and of the rejected responses of packed pairs [B]."""
+        batch = batch.to(self.device)
+        hidden = self._final_hidden(
+            input_ids=batch.input_ids,
+            position_ids=batch.position_ids,
+            attention_mask=batch.attention_mask(self._mask_dtype()),
+        )
+        logps = head_logps(hidden, self._head(), batch.scored)
+        rows = batch.input_ids.shape[0]
+        sums = logps.new_zeros(2 * rows).index_add(0, batch.scored.sequences, logps)
+        return sums[:rows], sums[rows:]
+
+    def _mask_dtype(self) -> torch.dtype | None:
+        """None (a boolean mask) for SDPA attention; an additive one in the weights' dtype else."""
+        if self.config._attn_implementation == "sdpa":
+            return None
+        return next(self.model.parameters()).dtype
 
     @torch.no_grad()
     def sequence_logps(
