@@ -43,6 +43,7 @@ class PairBatch:
     scored: ScoredTokens
     chosen_lengths: torch.Tensor
     rejected_lengths: torch.Tensor
+    ends: torch.Tensor  # [B, 2]: positions of the chosen and the rejected last tokens
 
     def attention_mask(self, additive: torch.dtype | None = None) -> torch.Tensor:
         """[B, 1, T, T]: causal, the prompt visible to both responses, the responses hidden
@@ -63,7 +64,7 @@ class PairBatch:
         return PairBatch(
             self.input_ids.to(device), self.position_ids.to(device), self.segments.to(device),
             self.scored.to(device), self.chosen_lengths.to(device),
-            self.rejected_lengths.to(device),
+            self.rejected_lengths.to(device), self.ends.to(device),
         )  # fmt: skip
 
 
@@ -95,4 +96,6 @@ def pack_pairs(rows: Sequence[tuple[list[int], list[int], list[int]]], pad_id: i
         sequences += [torch.full((c,), i), torch.full((r,), count + i)]
     scored = ScoredTokens(torch.cat(sources), torch.cat(labels), torch.cat(sequences))
     lengths = torch.tensor([[len(c), len(r)] for _, c, r in rows], dtype=torch.float32)
-    return PairBatch(input_ids, positions, segments, scored, lengths[:, 0], lengths[:, 1])
+    ends = torch.tensor([[len(p) + len(c) - 1, len(p) + len(c) + len(r) - 1]
+                         for p, c, r in rows])  # fmt: skip
+    return PairBatch(input_ids, positions, segments, scored, lengths[:, 0], lengths[:, 1], ends)

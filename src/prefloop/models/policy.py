@@ -66,8 +66,7 @@ class Policy(PretrainedModel):
     def _final_hidden(self, **inputs: torch.Tensor) -> torch.Tensor:
         """The last layer's (normed) hidden states, through the model's own forward (so a
         data-parallel wrapper sees the call) with the LM head run at one position only."""
-        out = self.model(**inputs, output_hidden_states=True, logits_to_keep=1, use_cache=False)
-        return out.hidden_states[-1]
+        return self.final_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
 
     def _head(self) -> torch.nn.Module:
         return getattr(self.model, "module", self.model).get_output_embeddings()
@@ -91,21 +90,11 @@ class Policy(PretrainedModel):
     def pair_logps(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed log-probs of the chosen and of the rejected responses of packed pairs [B]."""
         batch = batch.to(self.device)
-        hidden = self._final_hidden(
-            input_ids=batch.input_ids,
-            position_ids=batch.position_ids,
-            attention_mask=batch.attention_mask(self._mask_dtype()),
-        )
+        hidden = self._final_hidden(**self.packed_inputs(batch))
         logps = head_logps(hidden, self._head(), batch.scored)
         rows = batch.input_ids.shape[0]
         sums = logps.new_zeros(2 * rows).index_add(0, batch.scored.sequences, logps)
         return sums[:rows], sums[rows:]
-
-    def _mask_dtype(self) -> torch.dtype | None:
-        """None (a boolean mask) for SDPA attention; an additive one in the weights' dtype else."""
-        if self.config._attn_implementation == "sdpa":
-            return None
-        return next(self.model.parameters()).dtype
 
     @torch.no_grad()
     def sequence_logps(

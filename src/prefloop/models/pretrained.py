@@ -6,12 +6,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from transformers import AutoTokenizer, PreTrainedModel
 
 from prefloop.data.records import Prompt, prompt_text
+from prefloop.models.packing import PairBatch
 
 
 class ModelPathError(ValueError):
@@ -116,6 +117,20 @@ class PretrainedModel:
     @property
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
+
+    def final_hidden_states(self, **inputs: Any) -> torch.Tensor:
+        """The last layer's (normed) hidden states [B, T, H], through the model's own forward
+        (so a data-parallel wrapper sees the call)."""
+        return self.model(**inputs, output_hidden_states=True).hidden_states[-1]
+
+    def packed_inputs(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        """Model inputs of packed pairs: ids, positions and the block mask (boolean for SDPA
+        attention, additive in the weights' dtype for other implementations)."""
+        additive = None
+        if self.config._attn_implementation != "sdpa":
+            additive = next(self.model.parameters()).dtype
+        return {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
+                "attention_mask": batch.attention_mask(additive)}  # fmt: skip
 
     def render_prompt(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
