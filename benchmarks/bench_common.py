@@ -40,12 +40,14 @@ class StepTimer:
         return self.ends[-2] - self.ends[0]
 
 
-def report_training(job: dict[str, Any], timer: StepTimer, losses: list[float]) -> None:
+def report_training(
+    job: dict[str, Any], timer: StepTimer, losses: list[float], **extra: Any
+) -> None:
     """Steady-state tokens/s over the timed steps, and the first and last losses."""
     step_tokens = job["step_tokens"][: len(timer.ends)]
     seconds = timer.steady_seconds()
     report(sum(step_tokens[1:-1]) / seconds, first_loss=losses[0], last_loss=losses[-1],
-           steps=len(timer.ends))  # fmt: skip
+           steps=len(timer.ends), **extra)  # fmt: skip
 
 
 def report(tokens_per_second: float, **extra: Any) -> None:

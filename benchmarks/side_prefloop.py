@@ -47,6 +47,7 @@ def main() -> None:
         timer.step()
         losses.append(record["loss"])
 
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         if job["workload"] == "dpo":
             policy = Policy.from_pretrained(job["model_dir"])
@@ -56,7 +57,8 @@ def main() -> None:
             reward_model = RewardModel.from_pretrained(job["model_dir"], seed=job["seed"])
             train_reward_model(reward_model, comparisons, config, tmp, show_progress=False,
                                callbacks=[on_step])  # fmt: skip
-    report_training(job, timer, losses)
+    # the whole call: reference pass, every step and the final checkpoint
+    report_training(job, timer, losses, wall_seconds=time.perf_counter() - started)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ Variants, each adding one technique to the one before:
   response-only head    only response positions through the LM head, in checkpointed chunks
   shared prompt         chosen and rejected packed into one row per pair (block mask)
   length-bucketed       shared prompt, batches of similar length (other batches: other numbers)
-Prints tokens/s (non-padding prompt+chosen and prompt+rejected tokens) per variant, median.
+Prints tokens/s (non-padding prompt+chosen and prompt+rejected tokens) per variant, median;
+``--profile`` also prints the torch profiler's hot spots of the shared-prompt variant.
 """
 
 from __future__ import annotations
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--profile", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     transformers.logging.set_verbosity_error()
@@ -111,6 +113,11 @@ def main() -> None:
     for name, found in speeds.items():
         speed = statistics.median(found)
         print(f"| {name} | {speed:.0f} | {speed / base:.2f}× |")
+    if args.profile:
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            for idx in batches:
+                shared(idx).sum().backward()
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=15))
 
 
 if __name__ == "__main__":
