@@ -1,6 +1,6 @@
 """DPO time and peak memory at 1×, 4× and 16× the data: time should grow linearly, memory not.
 
-    python benchmarks/scaling.py [--size 5m] [--shape short] [--pairs 32] [--factors 1,4,16]
+    python benchmarks/scaling.py [--size 5m] [--shape short] [--pairs 64] [--factors 1,4,16]
 
 Each run is a fresh process (its own peak resident memory) training one epoch with batch 16.
 """
@@ -20,7 +20,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", default="5m")
     parser.add_argument("--shape", default="short")
-    parser.add_argument("--pairs", type=int, default=32)
+    parser.add_argument("--pairs", type=int, default=64)
     parser.add_argument("--factors", default="1,4,16")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--threads", type=int, default=2)

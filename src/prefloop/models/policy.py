@@ -34,17 +34,19 @@ def head_logps(
 ) -> torch.Tensor:
     """log p(label) of the scored tokens only, from the final hidden states [B, T, H].
 
-    The LM head runs on ``chunk`` tokens at a time and, with gradients, each chunk's logits
-    are recomputed in backward instead of kept, so [tokens × vocab] never sits in memory.
+    The LM head runs on ``chunk`` tokens at a time and, with gradients and more than one
+    chunk, each chunk's logits are recomputed in backward instead of kept, so [tokens × vocab]
+    never sits in memory (a single chunk is kept: recomputing it would save nothing).
     """
     picked = hidden.flatten(0, 1).index_select(0, tokens.sources)
     weight = head.weight
     if getattr(head, "bias", None) is not None:
         raise ValueError("an LM head with a bias is not supported")
     parts = []
+    recompute = torch.is_grad_enabled() and len(picked) > chunk
     for start in range(0, len(picked), chunk):
         args = (picked[start : start + chunk], weight, tokens.labels[start : start + chunk])
-        if torch.is_grad_enabled():
+        if recompute:
             parts.append(checkpoint(_chunk_logps, *args, use_reentrant=False))
         else:
             parts.append(_chunk_logps(*args))
