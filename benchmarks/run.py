@@ -138,7 +138,9 @@ def measure(workload: str, fixture: dict, args, pythons: dict, work: Path) -> di
         job["data"] = str(work / "prompts.json")
         pairs = json.loads((fixture["dir"] / "pairs.json").read_text())
         Path(job["data"]).write_text(json.dumps(pairs[: args.sample_prompts]))
-    sides = ["prefloop"] + (["trl"] if "trl" in pythons else [])
+    # without --vs trl only sampling has a counterpart (plain generate needs no TRL)
+    with_counterpart = args.vs == "trl" or workload == "sample"
+    sides = ["prefloop"] + (["trl"] if with_counterpart else [])
     runs: dict[str, list[dict]] = {s: [] for s in sides}
     for repeat in range(args.repeats):
         for side in sides if repeat % 2 == 0 else sides[::-1]:  # AB, BA, AB, ...
@@ -238,8 +240,6 @@ def main() -> None:
                     f"{size} {shape}: {fixture['params'] / 1e6:.1f} M parameters", file=sys.stderr
                 )
                 for workload in args.workloads.split(","):
-                    if workload == "sample" and args.vs != "trl" and "trl" not in pythons:
-                        continue
                     found = measure(workload, fixture, args, pythons, work)
                     found |= {"size": size, "shape": shape, "params": fixture["params"]}
                     results.append(found)

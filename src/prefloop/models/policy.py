@@ -40,8 +40,6 @@ def head_logps(
     """
     picked = hidden.flatten(0, 1).index_select(0, tokens.sources)
     weight = head.weight
-    if getattr(head, "bias", None) is not None:
-        raise ValueError("an LM head with a bias is not supported")
     parts = []
     recompute = torch.is_grad_enabled() and len(picked) > chunk
     for start in range(0, len(picked), chunk):
@@ -65,13 +63,28 @@ class Policy(PretrainedModel):
         return cls.load(path, dtype, device)
 
     # ---- log-probabilities ---------------------------------------------------------------
-    def _final_hidden(self, **inputs: torch.Tensor) -> torch.Tensor:
-        """The last layer's (normed) hidden states, through the model's own forward (so a
-        data-parallel wrapper sees the call) with the LM head run at one position only."""
-        return self.final_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
-
-    def _head(self) -> torch.nn.Module:
-        return getattr(self.model, "module", self.model).get_output_embeddings()
+    def _scored_logps(self, inputs: dict[str, torch.Tensor], tokens: ScoredTokens) -> torch.Tensor:
+        """log π of the scored tokens. A plain linear LM head runs on those tokens only (see
+        :func:`head_logps`), after the model's own forward (so a data-parallel wrapper sees the
+        call) with its head at one position; a head that scales, caps or biases its logits
+        (e.g. Gemma's soft-capping) runs the model's full forward instead."""
+        model = getattr(self.model, "module", self.model)
+        head = model.get_output_embeddings()
+        config = model.config.get_text_config()
+        changed = [
+            getattr(config, k, None)
+            for k in (
+                "final_logit_softcapping",
+                "logit_scale",
+                "logits_scaling",
+                "output_multiplier",
+            )
+        ]
+        if getattr(head, "bias", None) is None and all(v in (None, 1, 1.0) for v in changed):
+            hidden = self.final_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
+            return head_logps(hidden, head, tokens)
+        logits = self.model(**inputs, use_cache=False).logits.flatten(0, 1)
+        return gather_token_logps(logits.index_select(0, tokens.sources), tokens.labels)
 
     def token_logps(self, batch: TokenizedBatch) -> torch.Tensor:
         """log π(token | prefix) at each position, zero outside the response; shape [B, T-1].
@@ -79,21 +92,20 @@ class Policy(PretrainedModel):
         Only response positions go through the LM head (see :func:`head_logps`).
         """
         batch = batch.to(self.device)
-        hidden = self._final_hidden(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         rows, width = batch.input_ids.shape
         targets = batch.response_mask[:, 1:].flatten().nonzero().squeeze(-1)
         row = targets // (width - 1)
         sources = row * width + targets % (width - 1)  # position t predicts token t + 1
         labels = batch.input_ids[:, 1:].flatten()[targets]
-        logps = head_logps(hidden, self._head(), ScoredTokens(sources, labels, row))
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        logps = self._scored_logps(inputs, ScoredTokens(sources, labels, row))
         flat = torch.zeros(rows * (width - 1), dtype=logps.dtype, device=logps.device)
         return flat.index_put((targets,), logps).view(rows, width - 1)
 
     def pair_logps(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed log-probs of the chosen and of the rejected responses of packed pairs [B]."""
         batch = batch.to(self.device)
-        hidden = self._final_hidden(**self.packed_inputs(batch))
-        logps = head_logps(hidden, self._head(), batch.scored)
+        logps = self._scored_logps(self.packed_inputs(batch), batch.scored)
         rows = batch.input_ids.shape[0]
         sums = logps.new_zeros(2 * rows).index_add(0, batch.scored.sequences, logps)
         return sums[:rows], sums[rows:]
