@@ -1,6 +1,8 @@
+import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from prefloop.models.packing import pack_pairs
 from prefloop.models.policy import Policy
 from prefloop.models.reward import RewardModel
 
@@ -89,3 +91,57 @@ def test_reward_is_read_at_the_last_response_token(tiny_model_dir):
     alone = reward_model.score(PROMPTS[:1], RESPONSES[:1])
     padded = reward_model.score(PROMPTS[:2], RESPONSES[:2])[:1]  # batched with a longer row
     assert torch.allclose(alone, padded, atol=1e-5)
+
+
+# ---- packed pairs: the prompt once, chosen and rejected in one row ----------------------
+CHOSEN = ["the kettle is great .", "the color is nice .", ""]
+REJECTED = ["i love it . the kettle is bad .", "", "the tent is small ."]
+
+
+def test_packed_pair_logps_equal_one_sequence_at_a_time(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    batch = pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        chosen, rejected = policy.pair_logps(batch)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for got, responses in ((chosen, CHOSEN), (rejected, REJECTED)):
+        expected = [naive_logp(model, tokenizer, p, r) for p, r in zip(PROMPTS, responses)]
+        assert got.tolist() == pytest.approx(expected, abs=1e-5)
+    assert batch.chosen_lengths.tolist() == [6.0, 6.0, 1.0]  # words + EOS
+    assert batch.rejected_lengths.tolist() == [10.0, 1.0, 6.0]
+
+
+def test_the_rejected_response_does_not_see_the_chosen_one(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    pad = policy.tokenizer.pad_token_id
+    with torch.no_grad():
+        _, rejected = policy.pair_logps(pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), pad))
+        other = ["the lamp is fine .", "good", "the price is low . i love it ."]
+        _, same = policy.pair_logps(pack_pairs(policy.tokenize(PROMPTS, other, REJECTED), pad))
+    assert same.tolist() == pytest.approx(rejected.tolist(), abs=1e-5)
+
+
+def test_packed_gradients_equal_unpacked_ones(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    batch = pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), policy.tokenizer.pad_token_id)
+    chosen, rejected = policy.pair_logps(batch)
+    (chosen - 2 * rejected).sum().backward()
+    packed = [p.grad.clone() for p in policy.model.parameters()]
+    policy.model.zero_grad()
+    unpacked = policy.token_logps(policy.encode(PROMPTS * 2, CHOSEN + REJECTED)).sum(-1)
+    (unpacked[:3] - 2 * unpacked[3:]).sum().backward()
+    for a, b in zip(packed, (p.grad for p in policy.model.parameters())):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_packed_rewards_equal_one_row_per_response(tiny_model_dir):
+    reward_model = RewardModel.from_pretrained(tiny_model_dir, seed=0, heads=2)
+    rows = reward_model.tokenize(PROMPTS, CHOSEN, REJECTED)
+    with torch.no_grad():
+        chosen, rejected = reward_model.pair_rewards(
+            pack_pairs(rows, reward_model.tokenizer.pad_token_id)
+        )
+        expected = reward_model.score(PROMPTS * 2, CHOSEN + REJECTED)
+    assert torch.allclose(torch.cat([chosen, rejected]), expected, atol=1e-5)
+    assert chosen.shape == (3, 2)

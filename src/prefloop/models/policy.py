@@ -6,18 +6,49 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from transformers import AutoModelForCausalLM
 
 from prefloop.data.records import Prompt
+from prefloop.models.packing import PairBatch, ScoredTokens
 from prefloop.models.pretrained import PretrainedModel, TokenizedBatch, default_device, evaluating
 
-__all__ = ["Policy", "TokenizedBatch", "default_device", "gather_token_logps"]
+__all__ = ["Policy", "TokenizedBatch", "default_device", "gather_token_logps", "head_logps"]
+
+#: Scored tokens per LM-head chunk: the [chunk × vocab] logits are all that is ever held.
+HEAD_CHUNK = 1024
 
 
 def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """log p(label) per position without materialising the full log-softmax over the vocabulary."""
     picked = logits.gather(-1, labels.unsqueeze(-1)).squeeze(-1)
     return picked.float() - torch.logsumexp(logits.float(), dim=-1)
+
+
+def _chunk_logps(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tensor):
+    return gather_token_logps(hidden @ weight.T, labels)
+
+
+def head_logps(
+    hidden: torch.Tensor, head: torch.nn.Module, tokens: ScoredTokens, chunk: int = HEAD_CHUNK
+) -> torch.Tensor:
+    """log p(label) of the scored tokens only, from the final hidden states [B, T, H].
+
+    The LM head runs on ``chunk`` tokens at a time and, with gradients and more than one
+    chunk, each chunk's logits are recomputed in backward instead of kept, so [tokens × vocab]
+    never sits in memory (a single chunk is kept: recomputing it would save nothing).
+    """
+    picked = hidden.flatten(0, 1).index_select(0, tokens.sources)
+    weight = head.weight
+    parts = []
+    recompute = torch.is_grad_enabled() and len(picked) > chunk
+    for start in range(0, len(picked), chunk):
+        args = (picked[start : start + chunk], weight, tokens.labels[start : start + chunk])
+        if recompute:
+            parts.append(checkpoint(_chunk_logps, *args, use_reentrant=False))
+        else:
+            parts.append(_chunk_logps(*args))
+    return torch.cat(parts) if parts else picked.new_zeros(0)
 
 
 class Policy(PretrainedModel):
@@ -32,13 +63,52 @@ class Policy(PretrainedModel):
         return cls.load(path, dtype, device)
 
     # ---- log-probabilities ---------------------------------------------------------------
+    def _scored_logps(self, inputs: dict[str, torch.Tensor], tokens: ScoredTokens) -> torch.Tensor:
+        """log π of the scored tokens. A plain linear LM head runs on those tokens only (see
+        :func:`head_logps`), after the model's own forward (so a data-parallel wrapper sees the
+        call) with its head at one position; a head that scales, caps or biases its logits
+        (e.g. Gemma's soft-capping) runs the model's full forward instead."""
+        model = getattr(self.model, "module", self.model)
+        head = model.get_output_embeddings()
+        config = model.config.get_text_config()
+        changed = [
+            getattr(config, k, None)
+            for k in (
+                "final_logit_softcapping",
+                "logit_scale",
+                "logits_scaling",
+                "output_multiplier",
+            )
+        ]
+        if getattr(head, "bias", None) is None and all(v in (None, 1, 1.0) for v in changed):
+            hidden = self.final_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
+            return head_logps(hidden, head, tokens)
+        logits = self.model(**inputs, use_cache=False).logits.flatten(0, 1)
+        return gather_token_logps(logits.index_select(0, tokens.sources), tokens.labels)
+
     def token_logps(self, batch: TokenizedBatch) -> torch.Tensor:
-        """log π(token | prefix) at each position, zero outside the response; shape [B, T-1]."""
+        """log π(token | prefix) at each position, zero outside the response; shape [B, T-1].
+
+        Only response positions go through the LM head (see :func:`head_logps`).
+        """
         batch = batch.to(self.device)
-        logits = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-        labels = batch.input_ids[:, 1:]
-        logps = gather_token_logps(logits[:, :-1], labels)
-        return logps * batch.response_mask[:, 1:]
+        rows, width = batch.input_ids.shape
+        targets = batch.response_mask[:, 1:].flatten().nonzero().squeeze(-1)
+        row = targets // (width - 1)
+        sources = row * width + targets % (width - 1)  # position t predicts token t + 1
+        labels = batch.input_ids[:, 1:].flatten()[targets]
+        inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        logps = self._scored_logps(inputs, ScoredTokens(sources, labels, row))
+        flat = torch.zeros(rows * (width - 1), dtype=logps.dtype, device=logps.device)
+        return flat.index_put((targets,), logps).view(rows, width - 1)
+
+    def pair_logps(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Summed log-probs of the chosen and of the rejected responses of packed pairs [B]."""
+        batch = batch.to(self.device)
+        logps = self._scored_logps(self.packed_inputs(batch), batch.scored)
+        rows = batch.input_ids.shape[0]
+        sums = logps.new_zeros(2 * rows).index_add(0, batch.scored.sequences, logps)
+        return sums[:rows], sums[rows:]
 
     @torch.no_grad()
     def sequence_logps(

@@ -6,12 +6,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from transformers import AutoTokenizer, PreTrainedModel
 
 from prefloop.data.records import Prompt, prompt_text
+from prefloop.models.packing import PairBatch
 
 
 class ModelPathError(ValueError):
@@ -117,6 +118,20 @@ class PretrainedModel:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def final_hidden_states(self, **inputs: Any) -> torch.Tensor:
+        """The last layer's (normed) hidden states [B, T, H], through the model's own forward
+        (so a data-parallel wrapper sees the call)."""
+        return self.model(**inputs, output_hidden_states=True).hidden_states[-1]
+
+    def packed_inputs(self, batch: PairBatch) -> dict[str, torch.Tensor]:
+        """Model inputs of packed pairs: ids, positions and the block mask (boolean for SDPA
+        attention, additive in the weights' dtype for other implementations)."""
+        additive = None
+        if self.config._attn_implementation != "sdpa":
+            additive = next(self.model.parameters()).dtype
+        return {"input_ids": batch.input_ids, "position_ids": batch.position_ids,
+                "attention_mask": batch.attention_mask(additive)}  # fmt: skip
+
     def render_prompt(self, prompt: Prompt) -> str:
         if isinstance(prompt, str):
             return prompt
@@ -130,18 +145,31 @@ class PretrainedModel:
         texts = [self.render_prompt(p) for p in prompts]
         return self.tokenizer(texts, add_special_tokens=True)["input_ids"]
 
-    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> TokenizedBatch:
-        """Prompt+response pairs as one right-padded batch, truncated to ``max_length``."""
-        if len(prompts) != len(responses):
-            raise ValueError(f"{len(prompts)} prompts but {len(responses)} responses")
+    def tokenize(
+        self, prompts: Sequence[Prompt], *responses: Sequence[str]
+    ) -> list[tuple[list[int], ...]]:
+        """Token ids (prompt, response, ...) per example, each response ending in EOS.
+
+        A prompt of ``max_length`` tokens or more keeps its last half; each response is cut so
+        that prompt + response fits ``max_length``. Tokenise a dataset once with this and build
+        each step's batch with :meth:`collate` or :func:`pack_pairs`.
+        """
+        for texts in responses:
+            if len(prompts) != len(texts):
+                raise ValueError(f"{len(prompts)} prompts but {len(texts)} responses")
         eos = self.tokenizer.eos_token_id
-        response_ids = self.tokenizer(list(responses), add_special_tokens=False)["input_ids"]
+        columns = [self.tokenizer(list(t), add_special_tokens=False)["input_ids"]
+                   for t in responses]  # fmt: skip
         rows = []
-        for prompt, response in zip(self.prompt_ids(prompts), response_ids):
+        for prompt, *answers in zip(self.prompt_ids(prompts), *columns):
             if len(prompt) >= self.max_length:
                 prompt = prompt[-(self.max_length // 2) :]
-            response = (response + [eos])[: self.max_length - len(prompt)]
-            rows.append((prompt, response))
+            room = self.max_length - len(prompt)
+            rows.append((prompt, *((answer + [eos])[:room] for answer in answers)))
+        return rows
+
+    def collate(self, rows: Sequence[tuple[list[int], list[int]]]) -> TokenizedBatch:
+        """(prompt, response) id pairs from :meth:`tokenize` as one right-padded batch."""
         width = max(len(p) + len(r) for p, r in rows)
         input_ids = torch.full((len(rows), width), self.tokenizer.pad_token_id, dtype=torch.long)
         attention = torch.zeros((len(rows), width), dtype=torch.long)
@@ -152,3 +180,7 @@ class PretrainedModel:
             attention[i, :n] = 1
             response_mask[i, len(prompt) : n] = 1
         return TokenizedBatch(input_ids, attention, response_mask)
+
+    def encode(self, prompts: Sequence[Prompt], responses: Sequence[str]) -> TokenizedBatch:
+        """Prompt+response pairs as one right-padded batch, truncated to ``max_length``."""
+        return self.collate(self.tokenize(prompts, responses))

@@ -14,6 +14,7 @@ import torch
 from transformers import AutoModelForSequenceClassification, PreTrainedModel
 
 from prefloop.data.records import Prompt
+from prefloop.models.packing import PairBatch
 from prefloop.models.pretrained import PretrainedModel, TokenizedBatch, evaluating
 
 
@@ -58,6 +59,18 @@ class RewardModel(PretrainedModel):
         out = self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask)
         logits = out.logits.float()
         return logits.squeeze(-1) if self.heads == 1 else logits
+
+    def pair_rewards(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rewards of the chosen and the rejected responses of packed pairs (the prompt computed
+        once per pair), read at each response's last token; [B] each, or [B, K] with K heads."""
+        batch = batch.to(self.device)
+        hidden = self.final_hidden_states(**self.packed_inputs(batch))
+        rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
+        head = getattr(self.model, "module", self.model).score
+        rewards = head(hidden[rows, batch.ends]).float()  # [B, 2, K]
+        if self.heads == 1:
+            rewards = rewards.squeeze(-1)
+        return rewards[:, 0], rewards[:, 1]
 
     @torch.no_grad()
     def score(

@@ -20,6 +20,7 @@ from typing import Any, ClassVar
 import torch
 
 from prefloop.data.records import Comparison
+from prefloop.models.packing import pack_pairs
 from prefloop.models.policy import Policy
 from prefloop.objectives import get_objective, objective_names, pairwise_loss
 from prefloop.train.caches import cached_sequence_logps, data_fingerprint
@@ -142,6 +143,8 @@ def preference_task(
     responses = {"chosen": [c.chosen for c in comparisons],
                  "rejected": [c.rejected for c in comparisons]}  # fmt: skip
     tensors = _record_tensors(method, comparisons)
+    # tokenised once, not in every step
+    rows = policy.tokenize(prompts, responses["chosen"], responses["rejected"])
 
     def setup(out_dir: Path, write: bool) -> None:
         """Reference (and previous-iterate) log-probs, before the policy moves."""
@@ -162,24 +165,25 @@ def preference_task(
     ) else None  # fmt: skip
 
     def loss(indices: list[int]):
-        pairs = [comparisons[i] for i in indices]
-        batch_prompts = [c.prompt for c in pairs]
-        both = [c.chosen for c in pairs] + [c.rejected for c in pairs]
-        batch = policy.encode(batch_prompts + batch_prompts, both)
-        chosen, rejected = policy.token_logps(batch).sum(-1).chunk(2)
+        batch = pack_pairs([rows[i] for i in indices], policy.tokenizer.pad_token_id)
+        chosen, rejected = policy.pair_logps(batch)  # the prompt computed once per pair
         device = chosen.device
         picked = torch.tensor(indices)
         per_pair = {k: v[picked].to(device) for k, v in tensors.items()}
         ref_chosen = per_pair.pop("reference_chosen", None)
         ref_rejected = per_pair.pop("reference_rejected", None)
-        chosen_lengths, rejected_lengths = batch.response_lengths.to(device).chunk(2)
+        chosen_lengths, rejected_lengths = (batch.chosen_lengths.to(device),
+                                            batch.rejected_lengths.to(device))  # fmt: skip
         losses = pairwise_loss(method.name, chosen, rejected, ref_chosen, ref_rejected,
                                chosen_lengths=chosen_lengths, rejected_lengths=rejected_lengths,
                                **options, **per_pair)  # fmt: skip
         total = losses.mean()
         metrics = _pair_metrics(chosen, rejected, ref_chosen, ref_rejected, beta)
         if spo is not None:
-            aux, aux_metrics = spo.loss(batch_prompts + batch_prompts, both)
+            pairs = [comparisons[i] for i in indices]
+            batch_prompts = [c.prompt for c in pairs] * 2
+            aux, aux_metrics = spo.loss(batch_prompts, [c.chosen for c in pairs]
+                                        + [c.rejected for c in pairs])  # fmt: skip
             total = total + method.spo_weight * aux
             metrics |= aux_metrics
         if extra_loss is not None:

@@ -10,6 +10,7 @@ from typing import Any, ClassVar
 import torch
 
 from prefloop.data.records import Comparison
+from prefloop.models.packing import pack_pairs
 from prefloop.models.reward import RewardModel
 from prefloop.objectives.reward import bradley_terry_loss
 from prefloop.train.caches import data_fingerprint
@@ -41,7 +42,7 @@ def reward_model_task(
     method: RewardModelConfig,
     head_weights: torch.Tensor | None = None,
 ) -> Task:
-    """Chosen and rejected go through the model in one forward pass.
+    """Chosen and rejected go through the model in one forward pass, sharing their prompt.
 
     A model with K heads trains every head on the same batch; ``head_weights`` [N, K] weighs
     pair i in head k's loss (bootstrap counts give each head its own resample of the data).
@@ -55,15 +56,14 @@ def reward_model_task(
             f"got {list(head_weights.shape)}"
         )
 
+    rows = reward_model.tokenize([c.prompt for c in comparisons],
+                                 [c.chosen for c in comparisons],
+                                 [c.rejected for c in comparisons])  # fmt: skip
+
     def loss(indices: list[int]):
         pairs = [comparisons[i] for i in indices]
-        prompts = [c.prompt for c in pairs]
-        rewards = reward_model.forward(
-            reward_model.encode(
-                prompts + prompts, [c.chosen for c in pairs] + [c.rejected for c in pairs]
-            )
-        )
-        chosen, rejected = rewards.chunk(2)
+        batch = pack_pairs([rows[i] for i in indices], reward_model.tokenizer.pad_token_id)
+        chosen, rejected = reward_model.pair_rewards(batch)  # the prompt computed once per pair
         per_pair = (len(pairs),) + (1,) * (chosen.dim() - 1)  # broadcast over heads
         margin = (
             torch.tensor([c.margin for c in pairs], device=chosen.device).view(per_pair)

@@ -1,0 +1,65 @@
+"""prefloop's side of ``benchmarks/run.py``: one job (DPO, reward model or sampling)."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+
+import torch
+import transformers
+from bench_common import StepTimer, read_job, read_pairs, report, report_training
+
+from prefloop.data.records import Comparison
+from prefloop.models.policy import Policy
+from prefloop.models.reward import RewardModel
+from prefloop.train.engine import TrainConfig
+from prefloop.train.preference import train_preference
+from prefloop.train.reward_model import train_reward_model
+
+
+def main() -> None:
+    job = read_job()
+    torch.set_num_threads(job["threads"])
+    transformers.logging.set_verbosity_error()
+    pairs = read_pairs(job)
+    if job["workload"] == "sample":
+        policy = Policy.from_pretrained(job["model_dir"])
+        prompts = [p["prompt"] for p in pairs]
+        policy.generate(prompts[: job["batch_size"]], max_new_tokens=2)  # warm-up
+        started = time.perf_counter()
+        samples = policy.generate(prompts, num_samples=job["samples"],
+                                  max_new_tokens=job["max_new_tokens"],
+                                  batch_size=job["batch_size"], seed=0)  # fmt: skip
+        seconds = time.perf_counter() - started
+        ids = policy.tokenizer([s for group in samples for s in group], add_special_tokens=False)
+        # a sample that stopped early also produced its EOS token
+        tokens = sum(min(len(row) + 1, job["max_new_tokens"]) for row in ids["input_ids"])
+        report(tokens / seconds, new_tokens=tokens)
+        return
+    comparisons = [Comparison(p["prompt"], p["chosen"], p["rejected"]) for p in pairs]
+    config = TrainConfig(learning_rate=job["learning_rate"], batch_size=job["batch_size"],
+                         epochs=1, warmup_ratio=job["warmup_ratio"], log_every=1000,
+                         seed=job["seed"])  # fmt: skip
+    timer = StepTimer()
+    losses: list[float] = []
+
+    def on_step(step: int, record: dict[str, float]) -> None:
+        timer.step()
+        losses.append(record["loss"])
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        if job["workload"] == "dpo":
+            policy = Policy.from_pretrained(job["model_dir"])
+            train_preference(policy, comparisons, config, tmp, show_progress=False,
+                             callbacks=[on_step])  # fmt: skip
+        else:
+            reward_model = RewardModel.from_pretrained(job["model_dir"], seed=job["seed"])
+            train_reward_model(reward_model, comparisons, config, tmp, show_progress=False,
+                               callbacks=[on_step])  # fmt: skip
+    # the whole call: reference pass, every step and the final checkpoint
+    report_training(job, timer, losses, wall_seconds=time.perf_counter() - started)
+
+
+if __name__ == "__main__":
+    main()
