@@ -31,8 +31,8 @@ class PassAtK:
     pass_at: dict[int, float]
     greedy_accuracy: float | None
     mean_length: float  # completion tokens of the policy's tokenizer, EOS excluded
+    num_samples: int
     correct_per_prompt: list[int] = field(repr=False)
-    num_samples: int = 0
 
     def to_dict(self) -> dict[str, float | None]:
         """``{"pass@1": …, "pass@8": …, "greedy_accuracy": …, "mean_length": …}``."""
@@ -89,6 +89,6 @@ def evaluate_pass_at_k(
         },
         greedy_accuracy=greedy_accuracy,
         mean_length=float(np.mean(lengths)),
-        correct_per_prompt=[int(c) for c in counts],
         num_samples=num_samples,
+        correct_per_prompt=[int(c) for c in counts],
     )
