@@ -12,6 +12,8 @@ from bench_common import StepTimer, read_job, read_pairs, report, report_trainin
 from prefloop.data.records import Comparison
 from prefloop.models.policy import Policy
 from prefloop.models.reward import RewardModel
+from prefloop.online.generator import TransformersGenerator
+from prefloop.online.rollout import Decoding
 from prefloop.train.engine import TrainConfig
 from prefloop.train.preference import train_preference
 from prefloop.train.reward_model import train_reward_model
@@ -22,18 +24,16 @@ def main() -> None:
     torch.set_num_threads(job["threads"])
     transformers.logging.set_verbosity_error()
     pairs = read_pairs(job)
-    if job["workload"] == "sample":
+    if job["workload"] == "sample":  # the online methods' generator (prompt encoded once)
         policy = Policy.from_pretrained(job["model_dir"])
         prompts = [p["prompt"] for p in pairs]
-        policy.generate(prompts[: job["batch_size"]], max_new_tokens=2)  # warm-up
+        generator = TransformersGenerator(prompt_batch=job["batch_size"])
+        generator.generate(policy, prompts[: job["batch_size"]], 1, Decoding(max_new_tokens=2), 0)
         started = time.perf_counter()
-        samples = policy.generate(prompts, num_samples=job["samples"],
-                                  max_new_tokens=job["max_new_tokens"],
-                                  batch_size=job["batch_size"], seed=0)  # fmt: skip
+        decoding = Decoding(max_new_tokens=job["max_new_tokens"])
+        rollout = generator.generate(policy, prompts, job["samples"], decoding, seed=0)
         seconds = time.perf_counter() - started
-        ids = policy.tokenizer([s for group in samples for s in group], add_special_tokens=False)
-        # a sample that stopped early also produced its EOS token
-        tokens = sum(min(len(row) + 1, job["max_new_tokens"]) for row in ids["input_ids"])
+        tokens = sum(rollout.lengths)  # an EOS that ended a sample is one of its tokens
         report(tokens / seconds, new_tokens=tokens)
         return
     comparisons = [Comparison(p["prompt"], p["chosen"], p["rejected"]) for p in pairs]
