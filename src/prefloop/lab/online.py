@@ -117,7 +117,7 @@ def run_online(config: OnlineLabConfig, seeds: list[int], out: Path, console: Co
     per_seed = lr.run_seeds(lambda s, d: _run_seed(replace(config, seed=s), d, console), seeds,
                             out)  # fmt: skip
     names = ["dpo"] + [run["method"] for run in per_seed[0]["runs"] if run["method"] != "dpo"]
-    aggregate = {name: {key: lr.interval([_run(s, name)[key] for s in per_seed])
+    aggregate = {name: {key: lr.interval([lr.method_run(s, name)[key] for s in per_seed])
                         for key in ("gold_reward", "kl", "win_rate_vs_sft", "wall_seconds")}
                  for name in names}  # fmt: skip
     aggregate["sft"] = {key: lr.interval([s["sft"][key] for s in per_seed])
@@ -125,7 +125,8 @@ def run_online(config: OnlineLabConfig, seeds: list[int], out: Path, console: Co
     report = lr.lab_report("online", per_seed, aggregate, _comparisons(per_seed, names), fast,
                            time.perf_counter() - started, labels=config.labels)  # fmt: skip
     report["sft"] = {k: lr.as_interval(v).mean for k, v in aggregate["sft"].items()}
-    report["runs"] = [{"method": name, "labels_used": _run(per_seed[0], name)["labels_used"],
+    report["runs"] = [{"method": name,
+                       "labels_used": lr.method_run(per_seed[0], name)["labels_used"],
                        **{k: lr.as_interval(v).mean for k, v in aggregate[name].items()}}
                       for name in names]  # fmt: skip
     _plot(out / "online_gold_vs_labels.png", per_seed)
@@ -134,15 +135,11 @@ def run_online(config: OnlineLabConfig, seeds: list[int], out: Path, console: Co
     return report
 
 
-def _run(seed_report: dict, name: str) -> dict:
-    return next(r for r in seed_report["runs"] if r["method"] == name)
-
-
 def _comparisons(per_seed: list[dict], names: list[str]) -> list[lr.Comparison]:
     def gold(name: str) -> list[float]:
         if name == "sft":
             return [s["sft"]["gold_reward"] for s in per_seed]
-        return [_run(s, name)["gold_reward"] for s in per_seed]
+        return [lr.method_run(s, name)["gold_reward"] for s in per_seed]
 
     found = [lr.compare(f"{name} − dpo, gold", gold(name), gold("dpo"),
                         claim=f"{name} beats offline DPO at equal labels",

@@ -164,6 +164,11 @@ def compare(
     return Comparison(name, paired_difference(a, b), claim, reverse)
 
 
+def method_run(seed_report: dict, method: str) -> dict:
+    """The entry of ``method`` in one seed's ``runs`` list (labs that compare methods)."""
+    return next(r for r in seed_report["runs"] if r["method"] == method)
+
+
 def run_seeds(run_one: Callable[[int, Path], dict], seeds: Sequence[int], out: Path) -> list[dict]:
     """``run_one(seed, out/seed-S)`` for every seed, in order; their reports."""
     return [run_one(seed, Path(out) / f"seed-{seed}") for seed in seeds]

@@ -75,19 +75,21 @@ def run_verifiable(config: VerifiableLabConfig, seeds: list[int], out: Path, con
                             out)  # fmt: skip
     k = f"pass@{config.eval_samples}"
     keys = ("pass@1", k, "mean_length", "kl", "wall_seconds", "length_change")
-    aggregate = {name: {key: lr.interval([_run(s, name)[key] for s in per_seed]) for key in keys}
+    aggregate = {name: {key: lr.interval([lr.method_run(s, name)[key] for s in per_seed])
+                        for key in keys}
                  for name in METHODS}  # fmt: skip
     aggregate["sft"] = {key: lr.interval([s["sft"][key] for s in per_seed])
                         for key in ("pass@1", k, "mean_length")}  # fmt: skip
-    comparisons = [lr.compare(f"{name} − sft, pass@1", [_run(s, name)["pass@1"] for s in per_seed],
+    comparisons = [lr.compare(f"{name} − sft, pass@1",
+                              [lr.method_run(s, name)["pass@1"] for s in per_seed],
                               [s["sft"]["pass@1"] for s in per_seed],
                               claim=f"{name} raises held-out pass@1 above SFT",
                               reverse=f"{name} lowers held-out pass@1 below SFT")
                    for name in METHODS]  # fmt: skip
     comparisons.append(lr.compare(
         "dr_grpo − grpo, change in completion length",
-        [_run(s, "dr_grpo")["length_change"] for s in per_seed],
-        [_run(s, "grpo")["length_change"] for s in per_seed],
+        [lr.method_run(s, "dr_grpo")["length_change"] for s in per_seed],
+        [lr.method_run(s, "grpo")["length_change"] for s in per_seed],
         claim="completions grow more under Dr. GRPO than GRPO",
         reverse="completions grow more under GRPO than Dr. GRPO"))  # fmt: skip
     report = lr.lab_report("verifiable", per_seed, aggregate, comparisons, fast,
@@ -100,10 +102,6 @@ def run_verifiable(config: VerifiableLabConfig, seeds: list[int], out: Path, con
     lr.write_lab_report(out, "verifiable", report, verifiable_markdown(report))
     console.print(f"wrote {out / 'verifiable.json'} in {report['seconds']:.0f} s")
     return report
-
-
-def _run(seed_report: dict, name: str) -> dict:
-    return next(r for r in seed_report["runs"] if r["method"] == name)
 
 
 def _run_seed(config: VerifiableLabConfig, out: Path, console: Console) -> dict:
@@ -157,7 +155,7 @@ def _plot(path: Path, per_seed: list[dict]) -> None:
     """Mean completion length of each rollout along training, per method (mean over seeds)."""
     series = {}
     for name in METHODS:
-        curves = [_run(s, name)["length_curve"] for s in per_seed]
+        curves = [lr.method_run(s, name)["length_curve"] for s in per_seed]
         steps = min(len(c) for c in curves)
         series[name] = (list(range(1, steps + 1)),
                         [lr.interval([c[i] for c in curves]) for i in range(steps)])  # fmt: skip

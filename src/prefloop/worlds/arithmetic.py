@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING
 
+from prefloop.worlds.base import PromptPoolWorld
+
 if TYPE_CHECKING:
     from prefloop.lab.common import BasePolicySetup
 
@@ -124,7 +126,7 @@ def _check_lengths(prompts: list[str], completions: list[str]) -> None:
 
 
 @dataclass(frozen=True)
-class ArithmeticWorld:
+class ArithmeticWorld(PromptPoolWorld):
     """Column addition of two numbers; see the module docstring for the task and the checker.
 
     The task pool is ``pool_size`` distinct operand pairs drawn once from ``pool_seed``, each
@@ -174,14 +176,8 @@ class ArithmeticWorld:
             if split == "all" or (i % self.test_every == 0) == (split == "test")
         ]
 
-    def prompts(self, n: int, seed: int, split: str = "train") -> list[str]:
-        """``n`` prompts drawn with replacement from the split's pool."""
-        pool = self.prompt_pool(split)
-        rng = random.Random(seed)
-        return [rng.choice(pool) for _ in range(n)]
-
     # ---- corpus --------------------------------------------------------------------------
-    def response(self, prompt: str, rng: random.Random) -> str:
+    def respond(self, prompt: str, rng: random.Random) -> str:
         """One corpus response: worked or direct, its carry sometimes forgotten when worked."""
         a, b = parse_prompt(prompt)
         if rng.random() >= self.worked_share:
@@ -189,16 +185,6 @@ class ArithmeticWorld:
         carried = [i for i, (_, _, carry) in enumerate(columns(a, b)) if carry]
         careless = carried and rng.random() < self.teacher_error
         return worked_solution(a, b, rng.choice(carried) if careless else None)
-
-    def corpus(self, n: int, seed: int) -> list[tuple[str, str]]:
-        """``n`` (prompt, response) pairs for supervised fine-tuning, from the train prompts."""
-        rng = random.Random(seed)
-        pool = self.prompt_pool("train")
-        pairs = []
-        for _ in range(n):
-            prompt = rng.choice(pool)
-            pairs.append((prompt, self.response(prompt, rng)))
-        return pairs
 
     # ---- gold reward ---------------------------------------------------------------------
     def gold_aspects(self, prompt: str, response: str) -> dict[str, float]:

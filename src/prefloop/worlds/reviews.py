@@ -31,6 +31,8 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from prefloop.worlds.base import PromptPoolWorld
+
 PRODUCTS = (
     "blender", "kettle", "lamp", "backpack", "chair", "tent",
     "camera", "watch", "bike", "speaker", "jacket", "mug",
@@ -64,7 +66,7 @@ MOODS = (0.15, 0.5, 0.85)  # probability that a sentiment-bearing sentence is po
 
 
 @dataclass
-class ReviewWorld:
+class ReviewWorld(PromptPoolWorld):
     """The review world; see the module docstring for the task and the gold reward."""
 
     target_length: int = 24
@@ -137,12 +139,6 @@ class ReviewWorld:
             if split == "all" or self.split_of(p, a) == split
         ]
 
-    def prompts(self, n: int, seed: int, split: str = "train") -> list[str]:
-        """``n`` prompts drawn with replacement from the split's pool."""
-        pool = self.prompt_pool(split)
-        rng = random.Random(seed)
-        return [rng.choice(pool) for _ in range(n)]
-
     # ---- base corpus ---------------------------------------------------------------------
     def sample_review(self, prompt: str, rng: random.Random) -> str:
         """One review from the corpus mixture (varied mood, length, focus and repeats)."""
@@ -176,15 +172,8 @@ class ReviewWorld:
             return f"{rng.choice(ADVERBS)} {adjective} {topic} ."
         return rng.choice(FILLERS)
 
-    def corpus(self, n: int, seed: int) -> list[tuple[str, str]]:
-        """``n`` (prompt, review) pairs for supervised fine-tuning, from the train prompts."""
-        rng = random.Random(seed)
-        pool = self.prompt_pool("train")
-        pairs = []
-        for _ in range(n):
-            prompt = rng.choice(pool)
-            pairs.append((prompt, self.sample_review(prompt, rng)))
-        return pairs
+    def respond(self, prompt: str, rng: random.Random) -> str:
+        return self.sample_review(prompt, rng)
 
     # ---- gold reward ---------------------------------------------------------------------
     def gold_aspects(self, prompt: str, response: str) -> dict[str, float]:
