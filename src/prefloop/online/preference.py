@@ -16,7 +16,7 @@ import torch
 
 from prefloop.data.records import Prompt
 from prefloop.objectives import get_objective, objective_names, pairwise_loss, response_nll
-from prefloop.online.judges import AspectJudge, PairwiseJudge, ScalarJudge, as_pairwise
+from prefloop.online.judges import AspectJudge, PairwiseJudge, as_pairwise
 from prefloop.online.logps import completion_logps
 from prefloop.online.loop import Loop, OnlineSettings
 from prefloop.online.policy_gradient import online_task
@@ -146,8 +146,6 @@ def build_best(loop: Loop, config: RAFTConfig):
         prompts = loop.rollout_prompts(rollout_index, shard)
         seed = loop.call_seed(rollout_index)
         rollout = loop.sample(prompts, seed)
-        if not isinstance(loop.judge, ScalarJudge | PairwiseJudge):
-            raise TypeError(f"not a judge: {type(loop.judge).__name__}")
         rewards = judge_rewards(loop, rollout, seed).view(-1, rollout.k)
         items = []
         for g, group in enumerate(rewards):
