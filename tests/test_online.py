@@ -19,6 +19,7 @@ from prefloop.online.judges import AnnotatorJudge, GoldAspectsJudge, GoldJudge, 
 from prefloop.online.logps import completion_logps
 from prefloop.online.loop import Loop
 from prefloop.online.methods import ONLINE_METHODS, OnlineRun, online_task, train_online
+from prefloop.online.nash import NASH_CONFIGS
 from prefloop.online.policy_gradient import GRPOConfig, RLOOConfig, build_group_rollout
 from prefloop.online.preference import IterativeDPOConfig, _extremes
 from prefloop.online.reward_functions import (
@@ -151,7 +152,9 @@ def test_annotator_judge_answers_are_a_function_of_the_seed(world):
 
 
 # ---- every method, one short run on the tiny model ------------------------------------------
-@pytest.mark.parametrize("name", list(ONLINE_METHODS))
+@pytest.mark.parametrize(
+    "name", [n for n, c in ONLINE_METHODS.items() if c not in NASH_CONFIGS]
+)  # the game-theoretic ones: tests/test_online_nash.py
 def test_each_method_runs_a_short_iteration(name, sft_dir, world, tmp_path):
     options = {"aspects": ("sentiment", "length")} if name == "dpa" else {}
     config = ONLINE_METHODS[name](rollout_prompts=4, max_new_tokens=12, **options)

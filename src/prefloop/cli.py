@@ -313,6 +313,12 @@ for _name, _module, _help in (
         "prefloop.lab.verifiable",
         "GRPO, Dr. GRPO, DAPO, RLOO, REINFORCE++ on a verifiable-reward world.",
     ),
+    (
+        "nash-text",
+        "prefloop.lab.nash_text",
+        "Nash-MD, SPO, INPO, DNO, OSP vs DPO and RM methods on text with annotator groups "
+        "whose pooled preference is intransitive.",
+    ),
 ):
     _lab_command(_name, _module, "run_lab", _help)
 

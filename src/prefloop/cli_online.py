@@ -26,6 +26,8 @@ RUN_FLAGS = ("model", "prompts", "out", "resume", "overwrite")
 JUDGE_FLAGS = ("world", "annotator", "annotator_temperature", "reward_model", "combine",
                "preference_model", "reward_function", "service_url", "service_token",
                "service_project", "value_model")  # fmt: skip
+#: The flags that each choose a judge (exactly one per run).
+JUDGE_KINDS = ("world", "reward_model", "preference_model", "reward_function", "service_url")
 #: Training defaults of online runs (an online source is endless: the run is max_steps long).
 TRAIN_DEFAULTS = {"max_steps": 50, "batch_size": 64, "warmup_ratio": 0.0, "log_every": 1}
 
@@ -65,8 +67,7 @@ def build_judge(values: dict[str, Any], aspects: bool = False):
     multi-objective reward model."""
     from prefloop.online import judges
 
-    given = [name for name in ("world", "reward_model", "preference_model", "reward_function",
-                               "service_url") if values[name]]  # fmt: skip
+    given = [name for name in JUDGE_KINDS if values[name]]
     if len(given) != 1:
         raise ConfigError("choose exactly one judge: --world, --reward-model, "
                           "--preference-model, --reward-function or --service-url"
@@ -111,6 +112,14 @@ def build_judge(values: dict[str, Any], aspects: bool = False):
     return ServiceJudge(client, values["service_project"])
 
 
+def _no_judge(name: str, values: dict[str, Any]) -> None:
+    """A self-judging method takes no judge; naming one is a mistake, not a choice."""
+    given = [name for name in JUDGE_KINDS if values[name]]
+    if given:
+        raise ConfigError(f"method {name!r} judges its own samples with the policy; drop "
+                          + ", ".join("--" + g.replace("_", "-") for g in given))  # fmt: skip
+
+
 def _method_parameters(cls: type) -> list[inspect.Parameter]:
     hints = field_types(cls)
     params = []
@@ -152,17 +161,19 @@ def online_command(name: str, console: Console):
         if run["resume"] and run["overwrite"]:
             raise ConfigError("--resume continues the run in --out; --overwrite deletes it: "
                               "choose one")  # fmt: skip
-        judge = build_judge(judge_values, aspects=hasattr(config, "aspects"))
+        judge = (_no_judge(name, judge_values) if getattr(cls, "self_judging", False)
+                 else build_judge(judge_values, aspects=hasattr(config, "aspects")))  # fmt: skip
         prompts = load_prompts(run["prompts"])
         record = {"command": f"train-online --method {name}", "model": str(run["model"]),
-                  "prompts": str(run["prompts"]), "judge": type(judge).__name__,
-                  "method": vars(config)}  # fmt: skip
+                  "prompts": str(run["prompts"]), "method": vars(config),
+                  "judge": type(judge).__name__ if judge else "self"}  # fmt: skip
         online = OnlineRun(run["model"], prompts, judge, judge_values["value_model"])
         result = train_online(config, online, train, run["out"], resume=run["resume"],
                               overwrite=run["overwrite"], record=record)  # fmt: skip
         if PartialState().is_main_process:
             console.print(f"{name}: saved to {run['out']} ({result.steps} steps, "
-                          f"{judge.labels_used} labels, loss {result.final_loss:.4f})")  # fmt: skip
+                          f"{judge.labels_used if judge else 0} labels, "
+                          f"loss {result.final_loss:.4f})")  # fmt: skip
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = (cls.__doc__ or name).strip().splitlines()[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -37,12 +38,13 @@ class BasePolicySetup:
 
 
 def prepare_sft_policy(
-    world: World, setup: BasePolicySetup, out_dir: Path, seed: int
+    world: World, setup: BasePolicySetup, out_dir: Path, seed: int, extra_texts: Sequence[str] = ()
 ) -> tuple[Policy, TrainResult]:
-    """Build a tiny model for ``world`` in ``out_dir/base`` and SFT it into ``out_dir/sft``."""
+    """Build a tiny model for ``world`` in ``out_dir/base`` and SFT it into ``out_dir/sft``;
+    ``extra_texts`` only add words to the tokenizer's vocabulary."""
     config = replace(setup.sft, seed=seed)
     corpus = world.corpus(setup.corpus_size, seed)
-    vocabulary_texts = [r for _, r in corpus] + world.prompt_pool("all")
+    vocabulary_texts = [r for _, r in corpus] + world.prompt_pool("all") + list(extra_texts)
     base_dir = build_tiny_model(vocabulary_texts, out_dir / "base", setup.model, seed)
     policy = Policy.from_pretrained(base_dir)
     result = train_sft(policy, corpus, config, out_dir / "sft", overwrite=True)

@@ -275,6 +275,24 @@ def plot_bars(path: Path, groups: dict[str, dict[str, Any]], ylabel: str, title:
     return Path(path)
 
 
+def plot_matrix(path: Path, names: Sequence[str], matrix: Sequence[Sequence[float]],
+                title: str) -> Path:  # fmt: skip
+    """A heat map of a square matrix of probabilities in [0, 1], each cell printed."""
+    values = np.asarray(matrix, dtype=float)
+    fig, ax = plt.subplots(figsize=(1.5 + 0.75 * len(names), 1.0 + 0.6 * len(names)))
+    image = ax.imshow(values, cmap="RdBu", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=45, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    for (i, j), value in np.ndenumerate(values):
+        ax.text(j, i, f"{value:.2f}", ha="center", va="center", fontsize=7)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return Path(path)
+
+
 Curve = tuple[Sequence[float], Sequence[Any]]  # x values, Intervals (or interval dicts)
 
 

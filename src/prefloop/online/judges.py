@@ -85,6 +85,47 @@ class AnnotatorJudge(_Counting):
         return answers
 
 
+class GroupAnnotatorJudge(_Counting):
+    """Annotators from several groups, each a Bradley–Terry rater of its own world's gold
+    reward: every comparison is answered by a group drawn with ``weights``. The pooled
+    preference (:meth:`probability`) need not be transitive even when every group is."""
+
+    def __init__(self, groups: Sequence[World], weights: Sequence[float] | None = None,
+                 temperature: float = 0.5) -> None:  # fmt: skip
+        if temperature <= 0:
+            raise ValueError(f"annotator temperature must be > 0, got {temperature}")
+        w = np.ones(len(groups)) if weights is None else np.asarray(weights, dtype=float)
+        if len(w) != len(groups) or (w < 0).any() or w.sum() <= 0:
+            raise ValueError("group weights must be one non-negative number per group")
+        self.groups, self.weights, self.temperature = list(groups), w / w.sum(), temperature
+
+    def _gaps(self, prompts, first, second) -> np.ndarray:
+        """``(u_g(a) − u_g(b)) / T`` for every group and comparison: ``[groups, N]``."""
+        return np.array([[(g.gold_reward(p, a) - g.gold_reward(p, b)) / self.temperature
+                          for p, a, b in zip(prompts, first, second)]
+                         for g in self.groups]).reshape(len(self.groups), -1)  # fmt: skip
+
+    def probability(self, prompts, first, second) -> np.ndarray:
+        """The pooled P(first ≻ second) of each comparison (exact; spends no labels)."""
+        return self.weights @ (1.0 / (1.0 + np.exp(-self._gaps(prompts, first, second))))
+
+    def preference_matrix(self, prompt: Prompt, texts: Sequence[str]) -> np.ndarray:
+        """The pooled ``P[i, j] = P(texts[i] ≻ texts[j])`` for one prompt: ``[n, n]``."""
+        n = len(texts)
+        pairs = [(a, b) for a in texts for b in texts]
+        flat = self.probability([prompt] * n * n, [a for a, _ in pairs], [b for _, b in pairs])
+        return flat.reshape(n, n)
+
+    def prefer(self, prompts, first, second, seed=0):
+        rng = np.random.default_rng([seed, 0x6A0])
+        gaps = self._gaps(prompts, first, second)
+        group = rng.choice(len(self.groups), size=gaps.shape[1], p=self.weights)
+        p = 1.0 / (1.0 + np.exp(-gaps[group, np.arange(gaps.shape[1])]))
+        answers = (rng.random(gaps.shape[1]) < p).astype(float)
+        self._spend(len(answers))
+        return answers.tolist()
+
+
 class RewardModelJudge(_Counting):
     """A trained reward model, or an ensemble combined by ``mean``, ``wco`` or ``uwo``."""
 

@@ -21,7 +21,7 @@ from prefloop.online.judges import Judge
 from prefloop.online.logps import completion_logps
 from prefloop.online.rollout import Decoding, Rollout
 from prefloop.online.source import ReferenceSchedule, pad_tokens
-from prefloop.train.config import setting
+from prefloop.train.config import setting, validate
 from prefloop.train.sources import Shard
 
 
@@ -47,6 +47,9 @@ class OnlineSettings:
     truncation_penalty: float = setting(-1.0, "Reward of a truncated completion (penalize).")
     generator: str = setting("auto", "auto (vLLM on a GPU when installed), transformers or "
                              "vllm.", choices=("auto", "transformers", "vllm"))  # fmt: skip
+
+    def __post_init__(self) -> None:
+        validate(self, f"method {getattr(self, 'name', 'online')!r}")
 
     def decoding(self) -> Decoding:
         return Decoding(self.temperature, self.top_p, self.top_k, self.max_new_tokens,
