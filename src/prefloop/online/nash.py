@@ -19,6 +19,7 @@ import torch
 
 from prefloop.objectives import direct
 from prefloop.objectives.nash import nash_md_loss, spo_loss
+from prefloop.online.generator import TransformersGenerator
 from prefloop.online.judges import as_pairwise
 from prefloop.online.logps import completion_logps
 from prefloop.online.loop import Loop, OnlineSettings
@@ -107,9 +108,10 @@ class OSPConfig(OnlineSettings):
 NASH_CONFIGS = (NashMDConfig, SPOConfig, INPOConfig, DNOConfig, OSPConfig)
 
 
-def _sequence_logps(loop: Loop, items: list[dict], key: str = "completion_ids") -> torch.Tensor:
+def _sequence_logps(loop: Loop, items: list[dict]) -> torch.Tensor:
+    pad = loop.policy.tokenizer.pad_token_id
     logps, _ = completion_logps(loop.policy.model, [i["prompt_ids"] for i in items],
-                                [i[key] for i in items], loop.policy.tokenizer.pad_token_id,
+                                [i["completion_ids"] for i in items], pad,
                                 loop.settings.temperature or 1.0)  # fmt: skip
     return logps.sum(-1)
 
@@ -143,10 +145,11 @@ def build_nash_md(loop: Loop, config: NashMDConfig):
                                       config.mixture_coef, seed)  # fmt: skip
             index = (picks + torch.arange(len(picks))[:, None] * k).flatten().tolist()
             opponents = [rollout.texts[j] for j in index]
-        else:
+        else:  # decoded from the two models' mixed next-token distribution, on this process
             mixture = mixture_policy(loop.policy, loop.reference, config.mixture_coef)
-            opponents = loop.generator.generate(mixture, rollout.prompts, k,
-                                                config.decoding(), seed + 1).texts  # fmt: skip
+            drawn = TransformersGenerator().generate(mixture, rollout.prompts, k,
+                                                     config.decoding(), seed + 1)  # fmt: skip
+            opponents = drawn.texts
         wins = judge.prefer(rollout.sample_prompts, rollout.texts, opponents, seed)
         items = [
             {
@@ -161,10 +164,10 @@ def build_nash_md(loop: Loop, config: NashMDConfig):
 
     def loss(items: list[dict]):
         logps = _sequence_logps(loop, items)
-        anchor = torch.tensor([i["reference"] for i in items], device=logps.device)
-        p = torch.tensor([i["preference"] for i in items], device=logps.device)
-        per_sample = nash_md_loss(logps, anchor, p, kl_coef=config.tau)
-        return per_sample.mean(), {"kl_to_reference": (logps - anchor).mean().item()}
+        column = _columns(items, logps.device)
+        per_sample = nash_md_loss(logps, column("reference"), column("preference"),
+                                  kl_coef=config.tau)  # fmt: skip
+        return per_sample.mean(), {"kl_to_reference": (logps - column("reference")).mean().item()}
 
     return build, loss
 
