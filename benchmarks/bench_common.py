@@ -50,6 +50,15 @@ def report_training(
            steps=len(timer.ends), **extra)  # fmt: skip
 
 
+def report_online(timer: StepTimer, step_tokens: list[float], rewards: list[float]) -> None:
+    """Completion tokens/s and steps/s over the steps but the first and the last, and the
+    rewards of every step (an online step samples, judges and updates)."""
+    seconds = timer.steady_seconds()
+    report(sum(step_tokens[1:-1]) / seconds, steps_per_second=(len(timer.ends) - 2) / seconds,
+           first_reward=rewards[0], last_reward=rewards[-1], rewards=rewards,
+           steps=len(timer.ends))  # fmt: skip
+
+
 def report(tokens_per_second: float, **extra: Any) -> None:
     """Print the one JSON line ``run.py`` reads, with this process's peak resident memory."""
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
