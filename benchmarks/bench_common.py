@@ -61,5 +61,21 @@ def report_online(timer: StepTimer, step_tokens: list[float], rewards: list[floa
 
 def report(tokens_per_second: float, **extra: Any) -> None:
     """Print the one JSON line ``run.py`` reads, with this process's peak resident memory."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tokens_per_second": tokens_per_second, "peak_rss_mib": peak, **extra}))
+    print(json.dumps({"tokens_per_second": tokens_per_second, "peak_rss_mib": peak_rss_mib(),
+                      **extra}))  # fmt: skip
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux's ``VmHWM``, the high-water mark of this process's own memory: ``ru_maxrss`` is no
+    good here, as a child started by fork + exec keeps its parent's high-water mark at the
+    exec (the driver's memory then shows as the peak of both sides).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
