@@ -50,7 +50,32 @@ def report_training(
            steps=len(timer.ends), **extra)  # fmt: skip
 
 
+def report_online(timer: StepTimer, step_tokens: list[float], rewards: list[float]) -> None:
+    """Completion tokens/s and steps/s over the steps but the first and the last, and the
+    rewards of every step (an online step samples, judges and updates)."""
+    seconds = timer.steady_seconds()
+    report(sum(step_tokens[1:-1]) / seconds, steps_per_second=(len(timer.ends) - 2) / seconds,
+           first_reward=rewards[0], last_reward=rewards[-1], rewards=rewards,
+           steps=len(timer.ends))  # fmt: skip
+
+
 def report(tokens_per_second: float, **extra: Any) -> None:
     """Print the one JSON line ``run.py`` reads, with this process's peak resident memory."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"tokens_per_second": tokens_per_second, "peak_rss_mib": peak, **extra}))
+    print(json.dumps({"tokens_per_second": tokens_per_second, "peak_rss_mib": peak_rss_mib(),
+                      **extra}))  # fmt: skip
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory in MiB.
+
+    Linux's ``VmHWM``, the high-water mark of this process's own memory: ``ru_maxrss`` is no
+    good here, as a child started by fork + exec keeps its parent's high-water mark at the
+    exec (the driver's memory then shows as the peak of both sides).
+    """
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -1,6 +1,6 @@
 """prefloop against TRL (and plain ``generate``) on identical work, measured side by side.
 
-    python benchmarks/run.py [--vs trl] [--quick] [--workloads dpo,rm,sample]
+    python benchmarks/run.py [--vs trl] [--quick] [--workloads dpo,rm,sample,grpo]
                              [--sizes 5m,30m] [--shapes short,long] [--pairs N] [--repeats R]
 
 Builds, for each size and shape, one tiny offline Llama, its word tokenizer and synthetic
@@ -10,7 +10,10 @@ environment's torch and transformers), alternating A/B for ``--repeats`` pairs. 
 workload the median tokens/s of each side (every non-padding prompt+chosen and prompt+rejected
 token counts, for sampling every generated token), their ratio, each side's peak resident
 memory, MFU against this machine's measured fp32 matmul throughput, and both sides' first and
-last losses. Writes ``--out``/results.json and results.md.
+last losses. ``grpo`` (only with ``--vs trl``) SFTs one tiny policy on the verifiable world
+(column addition) and runs prefloop's GRPO and TRL's GRPOTrainer from it at equal settings,
+reporting completion tokens/s, steps/s and the rewards. Writes ``--out``/results.json and
+results.md.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -42,7 +46,8 @@ SIZES = {  # ≈ 5 M and ≈ 30 M parameters with their vocabularies
 SHAPES = {"short": (24, 40), "long": (240, 272)}  # prompt length range, in words
 RESPONSE = (48, 80)
 COUNTERPART = {"dpo": "TRL DPOTrainer (precompute_ref_log_probs)",
-               "rm": "TRL RewardTrainer", "sample": "transformers generate"}  # fmt: skip
+               "rm": "TRL RewardTrainer", "sample": "transformers generate",
+               "grpo": "TRL GRPOTrainer"}  # fmt: skip
 
 
 def synthetic_pairs(vocab: int, shape: str, n: int, seed: int = 0) -> list[dict[str, str]]:
@@ -131,6 +136,57 @@ def make_job(workload: str, fixture: dict, args: argparse.Namespace, batch: int)
             "max_length": 1024, "samples": 4, "max_new_tokens": 64}  # fmt: skip
 
 
+def alternate(job: dict, args, pythons: dict, work: Path, counterpart: bool) -> dict:
+    """Each side's results over ``args.repeats`` runs, alternating AB, BA, AB, ..."""
+    sides = ["prefloop"] + (["trl"] if counterpart else [])
+    runs: dict[str, list[dict]] = {s: [] for s in sides}
+    for repeat in range(args.repeats):
+        for side in sides if repeat % 2 == 0 else sides[::-1]:
+            runs[side].append(run_side(pythons[side], side, job, work))
+            speed = runs[side][-1]["tokens_per_second"]
+            print(f"  {job['workload']} {side}: {speed:.0f} tokens/s", file=sys.stderr)
+    return runs
+
+
+def measure_grpo(args, pythons: dict, work: Path) -> dict:
+    """GRPO on the verifiable world from one SFT model: prefloop against TRL's GRPOTrainer."""
+    from prefloop.lab.common import prepare_sft_policy
+    from prefloop.online.loop import Loop
+    from prefloop.train.sources import Shard
+    from prefloop.worlds.arithmetic import ArithmeticWorld
+
+    world = ArithmeticWorld()
+    prepare_sft_policy(world, ArithmeticWorld.sft_setup(fast=True), work / "arithmetic", args.seed)
+    prompts = world.prompts(args.grpo_prompts * args.grpo_steps, args.seed + 3)
+    # the prompts of each of prefloop's rollouts, in order, for TRL's unshuffled dataset
+    loop = SimpleNamespace(settings=SimpleNamespace(rollout_prompts=args.grpo_prompts),
+                           prompts=prompts, seed=args.seed)  # fmt: skip
+    ordered = [p for r in range(args.grpo_steps) for p in Loop.rollout_prompts(loop, r, Shard())]
+    job = {"workload": "grpo", "model_dir": str(work / "arithmetic" / "sft"), "prompts": prompts,
+           "ordered_prompts": ordered, "rollout_prompts": args.grpo_prompts, "samples": 4,
+           "max_new_tokens": 48, "temperature": 1.0, "learning_rate": 2e-4, "beta": 0.04,
+           "epsilon": 0.2, "loss_type": "grpo", "steps": args.grpo_steps, "seed": args.seed,
+           "threads": args.threads, "reward": "prefloop.worlds.arithmetic:correctness_reward",
+           "reward_path": str(ROOT / "src")}  # fmt: skip
+    runs = alternate(job, args, pythons, work, args.vs == "trl")
+    result = {"workload": "grpo", "counterpart": COUNTERPART["grpo"],
+              "batch_size": args.grpo_prompts * 4}  # fmt: skip
+    for side, found in runs.items():
+        result[side] = {
+            "tokens_per_second": statistics.median(r["tokens_per_second"] for r in found),
+            "steps_per_second": statistics.median(r["steps_per_second"] for r in found),
+            "all_tokens_per_second": [r["tokens_per_second"] for r in found],
+            "peak_rss_mib": max(r["peak_rss_mib"] for r in found),
+            "rewards": [r["rewards"] for r in found],
+            **{k: found[0][k] for k in ("first_reward", "last_reward")},
+        }
+    if "trl" in runs:
+        result["ratio"] = (
+            result["prefloop"]["tokens_per_second"] / result["trl"]["tokens_per_second"]
+        )
+    return result
+
+
 def measure(workload: str, fixture: dict, args, pythons: dict, work: Path) -> dict:
     batch = args.batch_size if workload != "sample" else args.sample_batch
     job = make_job(workload, fixture, args, batch)
@@ -139,16 +195,7 @@ def measure(workload: str, fixture: dict, args, pythons: dict, work: Path) -> di
         pairs = json.loads((fixture["dir"] / "pairs.json").read_text())
         Path(job["data"]).write_text(json.dumps(pairs[: args.sample_prompts]))
     # without --vs trl only sampling has a counterpart (plain generate needs no TRL)
-    with_counterpart = args.vs == "trl" or workload == "sample"
-    sides = ["prefloop"] + (["trl"] if with_counterpart else [])
-    runs: dict[str, list[dict]] = {s: [] for s in sides}
-    for repeat in range(args.repeats):
-        for side in sides if repeat % 2 == 0 else sides[::-1]:  # AB, BA, AB, ...
-            runs[side].append(run_side(pythons[side], side, job, work))
-            print(
-                f"  {workload} {side}: {runs[side][-1]['tokens_per_second']:.0f} tokens/s",
-                file=sys.stderr,
-            )
+    runs = alternate(job, args, pythons, work, args.vs == "trl" or workload == "sample")
     # model FLOPs per token: 6 N for a training step (forward + backward), 2 N for sampling;
     # N counts the LM head (the tied embedding) except for the reward model, which has none
     weights = fixture["params"] - (fixture["embedding"] if workload == "rm" else 0)
@@ -196,6 +243,12 @@ def markdown(results: list[dict], meta: dict) -> str:
             f"{pair(p, c, 'mfu', '.1%')} | "
             f"{pair(p, c, 'first_loss', '.4f')} | {pair(p, c, 'last_loss', '.4f')} |"
         )
+    for r in results:
+        if r["workload"] == "grpo":
+            p, c = r["prefloop"], r.get("trl", {})
+            lines += ["", f"grpo: steps/s {pair(p, c, 'steps_per_second', '.3f')}, "
+                      f"first reward {pair(p, c, 'first_reward', '.3f')}, "
+                      f"last reward {pair(p, c, 'last_reward', '.3f')} (p / c)"]  # fmt: skip
     lines += ["", "Counterparts: " + "; ".join(f"{k}: {v}" for k, v in COUNTERPART.items())]
     return "\n".join(lines) + "\n"
 
@@ -212,6 +265,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--sample-batch", type=int, default=16)
     parser.add_argument("--sample-prompts", type=int, default=32)
+    parser.add_argument("--grpo-prompts", type=int, default=16, help="prompts per GRPO step")
+    parser.add_argument("--grpo-steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
@@ -233,13 +288,16 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for size in args.sizes.split(","):
+        if "grpo" in args.workloads.split(","):  # its own model: an SFT policy of the world
+            results.append(measure_grpo(args, pythons, work) | {"size": "0.4m", "shape": "sum"})
+        workloads = [w for w in args.workloads.split(",") if w != "grpo"]
+        for size in args.sizes.split(",") if workloads else []:
             for shape in args.shapes.split(","):
                 fixture = build_fixture(size, shape, args.pairs, work)
                 print(
                     f"{size} {shape}: {fixture['params'] / 1e6:.1f} M parameters", file=sys.stderr
                 )
-                for workload in args.workloads.split(","):
+                for workload in workloads:
                     found = measure(workload, fixture, args, pythons, work)
                     found |= {"size": size, "shape": shape, "params": fixture["params"]}
                     results.append(found)

@@ -4,25 +4,65 @@ from __future__ import annotations
 
 import tempfile
 import time
+from pathlib import Path
 
 import torch
 import transformers
-from bench_common import StepTimer, read_job, read_pairs, report, report_training
+from bench_common import (
+    StepTimer,
+    read_job,
+    read_pairs,
+    report,
+    report_online,
+    report_training,
+)
 
 from prefloop.data.records import Comparison
 from prefloop.models.policy import Policy
 from prefloop.models.reward import RewardModel
 from prefloop.online.generator import TransformersGenerator
+from prefloop.online.methods import OnlineRun, online_task
+from prefloop.online.policy_gradient import GRPOConfig
+from prefloop.online.reward_functions import FunctionJudge, load_reward_function
 from prefloop.online.rollout import Decoding
-from prefloop.train.engine import TrainConfig
+from prefloop.train.engine import TrainConfig, fit
 from prefloop.train.preference import train_preference
 from prefloop.train.reward_model import train_reward_model
+
+
+def grpo(job: dict) -> None:
+    """GRPO on the verifiable world: every step samples, scores with the checker, updates."""
+    settings = GRPOConfig.for_loss_type(
+        job["loss_type"], rollout_prompts=job["rollout_prompts"], samples_per_prompt=job["samples"],
+        max_new_tokens=job["max_new_tokens"], temperature=job["temperature"], beta=job["beta"],
+        eps_low=job["epsilon"], generator="transformers",
+    )  # fmt: skip
+    judge = FunctionJudge([load_reward_function(job["reward"])])
+    config = TrainConfig(learning_rate=job["learning_rate"], max_steps=job["steps"],
+                         batch_size=job["rollout_prompts"] * job["samples"], warmup_ratio=0.0,
+                         log_every=1, seed=job["seed"])  # fmt: skip
+    timer = StepTimer()
+    records: list[dict] = []
+
+    def on_step(step: int, record: dict[str, float]) -> None:
+        timer.step()
+        records.append(record)
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = OnlineRun(Path(job["model_dir"]), job["prompts"], judge)
+        _, task = online_task(settings, run, config)
+        fit(task, config, tmp, show_progress=False, callbacks=[on_step])
+    samples = job["rollout_prompts"] * job["samples"]
+    report_online(timer, [r["completion_length"] * samples for r in records],
+                  [r["reward"] for r in records])  # fmt: skip
 
 
 def main() -> None:
     job = read_job()
     torch.set_num_threads(job["threads"])
     transformers.logging.set_verbosity_error()
+    if job["workload"] == "grpo":
+        return grpo(job)
     pairs = read_pairs(job)
     if job["workload"] == "sample":  # the online methods' generator (prompt encoded once)
         policy = Policy.from_pretrained(job["model_dir"])

@@ -4,12 +4,21 @@ not import prefloop."""
 
 from __future__ import annotations
 
+import importlib
+import sys
 import tempfile
 import time
 
 import torch
 import transformers
-from bench_common import StepTimer, read_job, read_pairs, report, report_training
+from bench_common import (
+    StepTimer,
+    read_job,
+    read_pairs,
+    report,
+    report_online,
+    report_training,
+)
 from transformers import (
     AutoModelForCausalLM,
     AutoModelForSequenceClassification,
@@ -104,10 +113,49 @@ def train(job: dict, pairs: list[dict]) -> None:
     report_training(job, timer, losses)
 
 
+def grpo(job: dict) -> None:
+    """TRL's GRPOTrainer on the verifiable world, prompts in prefloop's order."""
+    from datasets import Dataset
+    from trl import GRPOConfig, GRPOTrainer
+
+    module, _, name = job["reward"].partition(":")
+    sys.path.insert(0, job["reward_path"])  # the very checker prefloop's side scores with
+    check = getattr(importlib.import_module(module), name)
+
+    def correctness(prompts, completions, **_):
+        return check(prompts, completions)
+
+    samples = job["rollout_prompts"] * job["samples"]
+    with tempfile.TemporaryDirectory() as tmp:
+        args = GRPOConfig(
+            output_dir=tmp, per_device_train_batch_size=samples, num_generations=job["samples"],
+            max_completion_length=job["max_new_tokens"], temperature=job["temperature"],
+            top_p=1.0, top_k=0, learning_rate=job["learning_rate"], beta=job["beta"],
+            epsilon=job["epsilon"], loss_type=job["loss_type"], scale_rewards="group",
+            max_steps=job["steps"], lr_scheduler_type="linear", warmup_steps=0,
+            weight_decay=0.0, max_grad_norm=1.0, optim="adamw_torch", seed=job["seed"],
+            data_seed=job["seed"], shuffle_dataset=False, logging_steps=1, save_strategy="no",
+            report_to="none", disable_tqdm=True, use_cpu=True, bf16=False,
+            dataloader_num_workers=0,
+        )  # fmt: skip
+        timer = StepTimer()
+        trainer = GRPOTrainer(
+            model=job["model_dir"], reward_funcs=[correctness], args=args,
+            train_dataset=Dataset.from_list([{"prompt": p} for p in job["ordered_prompts"]]),
+            callbacks=[_Steps(timer)],
+        )  # fmt: skip
+        trainer.train()
+    logged = [entry for entry in trainer.state.log_history if "reward" in entry]
+    report_online(timer, [e["completions/mean_length"] * samples for e in logged],
+                  [e["reward"] for e in logged])  # fmt: skip
+
+
 def main() -> None:
     job = read_job()
     torch.set_num_threads(job["threads"])
     transformers.logging.set_verbosity_error()
+    if job["workload"] == "grpo":
+        return grpo(job)
     pairs = read_pairs(job)
     (sample if job["workload"] == "sample" else train)(job, pairs)
 

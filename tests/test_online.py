@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 from prefloop.cli import app
 from prefloop.models.policy import Policy
 from prefloop.objectives.policy_gradient import group_advantages
-from prefloop.online.generator import TransformersGenerator, filter_logits
+from prefloop.online.generator import TransformersGenerator, filter_logits, sample_categorical
 from prefloop.online.judges import AnnotatorJudge, GoldAspectsJudge, GoldJudge, ScoreComparison
 from prefloop.online.logps import completion_logps
 from prefloop.online.loop import Loop
@@ -45,9 +45,10 @@ def policy(sft_dir) -> Policy:
 
 
 # ---- generator -----------------------------------------------------------------------------
-def test_generator_returns_the_logps_a_full_forward_pass_gives(policy, world):
+@pytest.mark.parametrize("prompt_batch", [2, 5])  # finished rows leave at once / stay a while
+def test_generator_returns_the_logps_a_full_forward_pass_gives(policy, world, prompt_batch):
     prompts = world.prompts(5, 0)
-    rollout = TransformersGenerator(prompt_batch=2).generate(
+    rollout = TransformersGenerator(prompt_batch=prompt_batch).generate(
         policy, prompts, 3, Decoding(max_new_tokens=10), seed=4
     )
     assert len(rollout.prompt_ids) == 5 and len(rollout.completion_ids) == 15  # prompt once
@@ -59,7 +60,9 @@ def test_generator_returns_the_logps_a_full_forward_pass_gives(policy, world):
         torch.testing.assert_close(logps[i, : len(ids)], behaviour, atol=1e-4, rtol=0)
         ended = bool(ids) and ids[-1] == policy.tokenizer.eos_token_id
         assert rollout.finished[i] == ended and (ended or len(ids) == 10)
-    again = TransformersGenerator(2).generate(policy, prompts, 3, Decoding(max_new_tokens=10), 4)
+    again = TransformersGenerator(prompt_batch).generate(
+        policy, prompts, 3, Decoding(max_new_tokens=10), 4
+    )
     assert again.completion_ids == rollout.completion_ids  # the seed fixes every choice
     assert rollout.metrics["generation_tokens_per_second"] > 0
 
@@ -74,6 +77,17 @@ def test_top_k_one_is_greedy_and_stop_strings_end_completions(policy, world):
     for text, finished in zip(stopped.texts, stopped.finished):
         assert finished == text.endswith(".") or text.count(".") <= 1
         assert text.count(".") <= 1  # nothing is generated after the first stop string
+
+
+def test_categorical_draws_follow_the_weights_and_never_a_zero_weight():
+    weights = torch.tensor([[0.0, 1.0, 3.0, 0.0, 4.0]]).expand(20000, 5)
+    drawn = sample_categorical(weights, torch.Generator().manual_seed(0))
+    frequencies = torch.bincount(drawn, minlength=5) / len(drawn)
+    torch.testing.assert_close(frequencies, torch.tensor([0, 1 / 8, 3 / 8, 0, 4 / 8]),
+                               atol=0.015, rtol=0)  # fmt: skip
+    assert frequencies[0] == frequencies[3] == 0
+    again = sample_categorical(weights, torch.Generator().manual_seed(0))
+    assert torch.equal(drawn, again)
 
 
 def test_top_p_keeps_the_smallest_set_reaching_the_mass():

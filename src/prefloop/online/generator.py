@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import torch
+from transformers.cache_utils import DynamicLayer
 
 from prefloop.data.records import Prompt
 from prefloop.models.policy import Policy
@@ -87,6 +88,7 @@ class TransformersGenerator:
         device = policy.device
         tokenizer = policy.tokenizer
         eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
+        steps = decoding.max_new_tokens
         width = max(len(ids) for ids in prompt_ids)
         input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in prompt_ids], device=device)
         attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in prompt_ids],
@@ -95,53 +97,126 @@ class TransformersGenerator:
         out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                     use_cache=True, logits_to_keep=1)  # fmt: skip
         cache = out.cache
-        cache.batch_repeat_interleave(k)  # the prompt was encoded once for its k samples
+        # the prompt was encoded once for its k samples; its keys are copied k times into
+        # buffers that hold the whole completion, so that a step writes in place (other layer
+        # kinds, e.g. sliding windows, keep their own cache)
+        if all(type(layer) is DynamicLayer for layer in cache.layers):
+            cache.layers = [_PreallocatedLayer(layer, k, steps) for layer in cache.layers]
+        else:
+            cache.batch_repeat_interleave(k)
         logits = out.logits[:, -1].repeat_interleave(k, 0)
-        attention = attention.repeat_interleave(k, 0)
-        next_position = positions[:, -1:].repeat_interleave(k, 0) + 1
         rows = len(prompt_ids) * k
-        tokens: list[list[int]] = [[] for _ in range(rows)]
-        token_logps: list[list[torch.Tensor]] = [[] for _ in range(rows)]
-        done = [False] * rows
-        active = torch.arange(rows, device=device)  # sample id of each batch row
-        for _ in range(decoding.max_new_tokens):
-            scaled = logits.float() / (decoding.temperature or 1.0)
-            log_probs = torch.log_softmax(scaled, dim=-1)
-            if decoding.temperature == 0:
-                chosen = scaled.argmax(-1)
-            else:
-                weights = filter_logits(scaled, decoding.top_k, decoding.top_p).softmax(-1)
-                chosen = torch.multinomial(weights, 1, generator=random).squeeze(-1)
-            picked = log_probs.gather(-1, chosen[:, None]).squeeze(-1)
-            keep = []
-            for row, (sample, token) in enumerate(zip(active.tolist(), chosen.tolist())):
-                tokens[sample].append(token)
-                token_logps[sample].append(picked[row])
-                if token == eos or self._stopped(tokenizer, tokens[sample], decoding.stop):
-                    done[sample] = True
-                else:
-                    keep.append(row)
-            if not keep:
+        # the attention mask of every step is a prefix of one buffer; generated tokens attend
+        attention = torch.cat([attention.repeat_interleave(k, 0),
+                               attention.new_ones(rows, steps)], dim=-1)  # fmt: skip
+        next_position = positions[:, -1:].repeat_interleave(k, 0) + 1
+        tokens = torch.full((rows, steps), pad, dtype=torch.long, device=device)
+        token_logps = torch.zeros(rows, steps, device=device)
+        ends = torch.full((rows,), steps, device=device)  # completion length of each sample
+        sample = torch.arange(rows, device=device)  # sample id of each batch row
+        running = torch.ones(rows, dtype=torch.bool, device=device)  # rows not yet finished
+        finished = torch.zeros(rows, dtype=torch.bool, device=device)
+        for step in range(steps):
+            chosen, picked = _choose(logits, decoding, random)
+            tokens[sample, step], token_logps[sample, step] = chosen, picked
+            ended = running & (chosen == eos)
+            if decoding.stop:
+                ended |= self._stop_rows(tokenizer, tokens, sample, running, step, decoding.stop)
+            ends[sample[ended]] = step + 1
+            finished[sample[ended]] = True
+            running &= ~ended
+            left = int(running.sum())
+            if left == 0 or step + 1 == steps:
                 break
-            if len(keep) < len(active):  # finished rows leave the batch
-                index = torch.tensor(keep, device=device)
+            # finished rows leave the batch once they are a quarter of it: re-indexing every
+            # layer's cache for each one that ends would cost more than the rows it saves
+            if len(running) - left >= max(1, len(running) // 4):
+                index = running.nonzero().squeeze(-1)
                 cache.batch_select_indices(index)
-                active, attention = active[index], attention[index]
-                chosen, next_position = chosen[index], next_position[index]
-            attention = torch.cat([attention, attention.new_ones(len(active), 1)], dim=-1)
-            out = model(input_ids=chosen[:, None], attention_mask=attention,
+                sample, running, chosen = sample[index], running[index], chosen[index]
+                attention, next_position = attention[index], next_position[index]
+            length = width + step + 1
+            out = model(input_ids=chosen[:, None], attention_mask=attention[:, : length],
                         position_ids=next_position, cache=cache, use_cache=True)  # fmt: skip
             logits = out.logits[:, -1]
             next_position = next_position + 1
-        stacked = [torch.stack(lp).float().cpu() if lp else torch.zeros(0) for lp in token_logps]
-        return tokens, stacked, done
+        lengths = ends.tolist()
+        completions = [ids[:n] for ids, n in zip(tokens.tolist(), lengths)]
+        logps = [lp[:n].clone() for lp, n in zip(token_logps.cpu(), lengths)]
+        return completions, logps, finished.tolist()
+
+    @classmethod
+    def _stop_rows(cls, tokenizer, tokens: torch.Tensor, sample: torch.Tensor,
+                   running: torch.Tensor, step: int, stop: tuple[str, ...]):  # fmt: skip
+        """Which batch rows a stop string has just ended (a bool per row)."""
+        ended = torch.zeros_like(running)
+        tails = tokens[sample, max(0, step - 7) : step + 1].tolist()
+        for row in running.nonzero().squeeze(-1).tolist():
+            ended[row] = cls._stopped(tokenizer, tails[row], stop)
+        return ended
 
     @staticmethod
     def _stopped(tokenizer, ids: list[int], stop: tuple[str, ...]) -> bool:
-        if not stop:
-            return False
         tail = tokenizer.decode(ids[-8:], skip_special_tokens=True)
         return any(s in tail for s in stop)
+
+
+def _choose(logits: torch.Tensor, decoding: Decoding, random: torch.Generator):
+    """Each row's next token and its log-prob at the sampling temperature (before top-k/p)."""
+    scaled = logits.float() / (decoding.temperature or 1.0)
+    normaliser = scaled.logsumexp(-1, keepdim=True)
+    if decoding.temperature == 0:
+        chosen = scaled.argmax(-1)
+    else:
+        kept = filter_logits(scaled, decoding.top_k, decoding.top_p)
+        chosen = sample_categorical((kept - normaliser).exp(), random)
+    picked = scaled.gather(-1, chosen[:, None]) - normaliser
+    return chosen, picked.squeeze(-1)
+
+
+def sample_categorical(weights: torch.Tensor, random: torch.Generator) -> torch.Tensor:
+    """One index per row, drawn with probability proportional to its non-negative weight.
+
+    Inverts each row's cumulative weights at one uniform draw: ``torch.multinomial`` draws an
+    exponential variate per vocabulary entry instead, which made it most of a CPU decoding
+    step. A zero-weight entry is never drawn (its cumulative weight equals its predecessor's).
+    """
+    cumulative = weights.double().cumsum(-1)
+    target = torch.rand(len(weights), 1, generator=random, device=weights.device,
+                        dtype=cumulative.dtype) * cumulative[:, -1:]  # fmt: skip
+    index = torch.searchsorted(cumulative, target, right=True).squeeze(-1)
+    return index.clamp(max=weights.shape[-1] - 1)
+
+
+class _PreallocatedLayer(DynamicLayer):
+    """One layer's KV cache in buffers long enough for every step: a step writes its keys in
+    place, where :class:`DynamicLayer` concatenates (copying the whole cache every step)."""
+
+    def __init__(self, prompt: DynamicLayer, k: int, steps: int) -> None:
+        super().__init__()
+        keys, values = prompt.keys, prompt.values
+        rows, heads, length, dim = keys.shape
+        self._keys = keys.new_empty(rows * k, heads, length + steps, dim)
+        self._values = values.new_empty(rows * k, heads, length + steps, values.shape[-1])
+        self._keys[:, :, :length] = keys.repeat_interleave(k, 0)
+        self._values[:, :, :length] = values.repeat_interleave(k, 0)
+        self.keys, self.values = self._keys[:, :, :length], self._values[:, :, :length]
+        self.device, self.is_initialized = keys.device, True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        rows, length = self.keys.shape[0], self.keys.shape[-2]
+        end = length + key_states.shape[-2]
+        self._keys[:rows, :, length:end] = key_states
+        self._values[:rows, :, length:end] = value_states
+        self.keys, self.values = self._keys[:rows, :, :end], self._values[:rows, :, :end]
+        return self.keys, self.values
+
+    def batch_select_indices(self, index: torch.Tensor) -> None:
+        """Keep the batch rows ``index``, moved to the front of the buffers."""
+        rows, length = len(index), self.keys.shape[-2]
+        self._keys[:rows, :, :length] = self.keys[index]
+        self._values[:rows, :, :length] = self.values[index]
+        self.keys, self.values = self._keys[:rows, :, :length], self._values[:rows, :, :length]
 
 
 def make_generator(backend: str = "auto", **options) -> Generator:
