@@ -19,6 +19,7 @@ from transformers.cache_utils import DynamicLayer
 from prefloop.data.records import Prompt
 from prefloop.models.policy import Policy
 from prefloop.models.pretrained import evaluating
+from prefloop.online.logps import left_padded
 from prefloop.online.rollout import Decoding, Rollout
 
 
@@ -89,21 +90,12 @@ class TransformersGenerator:
         tokenizer = policy.tokenizer
         eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
         steps = decoding.max_new_tokens
-        width = max(len(ids) for ids in prompt_ids)
-        input_ids = torch.tensor([[pad] * (width - len(r)) + r for r in prompt_ids], device=device)
-        attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in prompt_ids],
-                                 device=device)  # fmt: skip
-        positions = (attention.cumsum(-1) - 1).clamp(min=0)
+        input_ids, attention, positions = left_padded(prompt_ids, pad, device)
+        width = input_ids.shape[1]
         out = model(input_ids=input_ids, attention_mask=attention, position_ids=positions,
                     use_cache=True, logits_to_keep=1)  # fmt: skip
         cache = out.cache
-        # the prompt was encoded once for its k samples; its keys are copied k times into
-        # buffers that hold the whole completion, so that a step writes in place (other layer
-        # kinds, e.g. sliding windows, keep their own cache)
-        if all(type(layer) is DynamicLayer for layer in cache.layers):
-            cache.layers = [_PreallocatedLayer(layer, k, steps) for layer in cache.layers]
-        else:
-            cache.batch_repeat_interleave(k)
+        repeat_for_samples(cache, k, steps)  # the prompt was encoded once for its k samples
         logits = out.logits[:, -1].repeat_interleave(k, 0)
         rows = len(prompt_ids) * k
         # the attention mask of every step is a prefix of one buffer; generated tokens attend
@@ -186,6 +178,21 @@ def sample_categorical(weights: torch.Tensor, random: torch.Generator) -> torch.
                         dtype=cumulative.dtype) * cumulative[:, -1:]  # fmt: skip
     index = torch.searchsorted(cumulative, target, right=True).squeeze(-1)
     return index.clamp(max=weights.shape[-1] - 1)
+
+
+def repeat_for_samples(cache, k: int, steps: int) -> None:
+    """Repeat a prompt batch's KV cache for its ``k`` samples each, in place.
+
+    The keys are copied into buffers that hold the whole completion (``steps`` more tokens), so
+    a step writes in place; caches with other layer kinds (e.g. sliding windows) are repeated
+    as they are. A cache of several models (:mod:`prefloop.online.mixture`) repeats each one.
+    """
+    if hasattr(cache, "repeat_for_samples"):
+        cache.repeat_for_samples(k, steps)
+    elif all(type(layer) is DynamicLayer for layer in cache.layers):
+        cache.layers = [_PreallocatedLayer(layer, k, steps) for layer in cache.layers]
+    else:
+        cache.batch_repeat_interleave(k)
 
 
 class _PreallocatedLayer(DynamicLayer):

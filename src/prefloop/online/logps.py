@@ -23,6 +23,19 @@ def join_ids(
     return input_ids, attention
 
 
+def left_padded(
+    prompt_ids: Sequence[Sequence[int]], pad_id: int, device: torch.device | str = "cpu"
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Prompts left-padded into one batch (so every row's last position is its last token):
+    ids, attention mask and position ids counting from each row's first real token."""
+    width = max(len(r) for r in prompt_ids)
+    input_ids = torch.tensor([[pad_id] * (width - len(r)) + list(r) for r in prompt_ids],
+                             device=device)  # fmt: skip
+    attention = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in prompt_ids],
+                             device=device)  # fmt: skip
+    return input_ids, attention, (attention.cumsum(-1) - 1).clamp(min=0)
+
+
 def completion_logps(
     model: torch.nn.Module,
     prompt_ids: Sequence[Sequence[int]],

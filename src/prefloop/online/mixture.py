@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from prefloop.models.policy import Policy
+from prefloop.online.generator import repeat_for_samples
 
 
 class _CachePair:
@@ -28,9 +29,9 @@ class _CachePair:
     def __init__(self, policy_cache, reference_cache) -> None:
         self.policy, self.reference = policy_cache, reference_cache
 
-    def batch_repeat_interleave(self, repeats: int) -> None:
-        self.policy.batch_repeat_interleave(repeats)
-        self.reference.batch_repeat_interleave(repeats)
+    def repeat_for_samples(self, k: int, steps: int) -> None:
+        repeat_for_samples(self.policy, k, steps)
+        repeat_for_samples(self.reference, k, steps)
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         self.policy.batch_select_indices(indices)

@@ -16,6 +16,7 @@ import torch
 from prefloop.data.records import Comparison, Prompt
 from prefloop.models.policy import Policy
 from prefloop.models.pretrained import evaluating
+from prefloop.online.logps import left_padded
 
 VERDICTS = ("first", "second")
 
@@ -69,11 +70,7 @@ class PolicyJudge:
         with evaluating(model):
             for start in range(0, len(questions), self.batch_size):
                 rows = self.policy.prompt_ids(questions[start : start + self.batch_size])
-                width = max(len(r) for r in rows)  # left-padded: the last position answers
-                ids = torch.tensor([[pad] * (width - len(r)) + r for r in rows], device=device)
-                mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows],
-                                    device=device)  # fmt: skip
-                positions = (mask.cumsum(-1) - 1).clamp(min=0)
+                ids, mask, positions = left_padded(rows, pad, device)  # the last one answers
                 logits = model(input_ids=ids, attention_mask=mask, position_ids=positions,
                                logits_to_keep=1).logits[:, -1]  # fmt: skip
                 verdicts = logits[:, self.verdict_ids].float()
