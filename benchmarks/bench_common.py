@@ -14,9 +14,16 @@ from pathlib import Path
 from typing import Any
 
 
-def read_job() -> dict[str, Any]:
-    """The job file named by the first command-line argument."""
-    return json.loads(Path(sys.argv[1]).read_text())
+def start_job() -> dict[str, Any]:
+    """A side's start: the job file named by the first command-line argument, with the job's
+    thread count set and transformers' logging quiet (the same on both sides)."""
+    import torch
+    import transformers
+
+    job = json.loads(Path(sys.argv[1]).read_text())
+    torch.set_num_threads(job["threads"])
+    transformers.logging.set_verbosity_error()
+    return job
 
 
 def read_pairs(job: dict[str, Any]) -> list[dict[str, str]]:

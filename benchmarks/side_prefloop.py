@@ -6,15 +6,13 @@ import tempfile
 import time
 from pathlib import Path
 
-import torch
-import transformers
 from bench_common import (
     StepTimer,
-    read_job,
     read_pairs,
     report,
     report_online,
     report_training,
+    start_job,
 )
 
 from prefloop.data.records import Comparison
@@ -58,9 +56,7 @@ def grpo(job: dict) -> None:
 
 
 def main() -> None:
-    job = read_job()
-    torch.set_num_threads(job["threads"])
-    transformers.logging.set_verbosity_error()
+    job = start_job()
     if job["workload"] == "grpo":
         return grpo(job)
     pairs = read_pairs(job)

@@ -10,14 +10,13 @@ import tempfile
 import time
 
 import torch
-import transformers
 from bench_common import (
     StepTimer,
-    read_job,
     read_pairs,
     report,
     report_online,
     report_training,
+    start_job,
 )
 from transformers import (
     AutoModelForCausalLM,
@@ -151,9 +150,7 @@ def grpo(job: dict) -> None:
 
 
 def main() -> None:
-    job = read_job()
-    torch.set_num_threads(job["threads"])
-    transformers.logging.set_verbosity_error()
+    job = start_job()
     if job["workload"] == "grpo":
         return grpo(job)
     pairs = read_pairs(job)
