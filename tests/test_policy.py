@@ -2,7 +2,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from prefloop.models.packing import pack_pairs
+from prefloop.models.packing import PADDING, pack_pairs
+from prefloop.models.padding_free import supports_padding_free, unpadded_hidden_states
 from prefloop.models.policy import Policy
 from prefloop.models.reward import RewardModel
 
@@ -145,3 +146,55 @@ def test_packed_rewards_equal_one_row_per_response(tiny_model_dir):
         expected = reward_model.score(PROMPTS * 2, CHOSEN + REJECTED)
     assert torch.allclose(torch.cat([chosen, rejected]), expected, atol=1e-5)
     assert chosen.shape == (3, 2)
+
+
+# ---- padding-free pairs: the model runs on the batch's real tokens only ------------------
+def _eager_twin(policy: Policy, tiny_model_dir) -> Policy:
+    """The same weights attending eagerly: packed pairs keep their padded rows there."""
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    return Policy(model, policy.tokenizer)
+
+
+def test_padding_free_pairs_equal_padded_rows_with_gradients(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    padded = _eager_twin(policy, tiny_model_dir)
+    assert supports_padding_free(policy.model) and not supports_padding_free(padded.model)
+    batch = pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), policy.tokenizer.pad_token_id)
+    assert (batch.segments == PADDING).sum() > 0  # the batch has padding to leave out
+    grads = []
+    for model in (policy, padded):
+        chosen, rejected = model.pair_logps(batch)
+        (chosen - 2 * rejected).sum().backward()
+        grads.append([p.grad for p in model.model.parameters()])
+        sums = torch.cat([chosen, rejected]).detach()
+        grads[-1].append(sums)
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_padding_free_runs_under_gradient_checkpointing(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    batch = pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), policy.tokenizer.pad_token_id)
+    chosen, _ = policy.pair_logps(batch)
+    chosen.sum().backward()
+    plain = [p.grad.clone() for p in policy.model.parameters()]
+    policy.model.zero_grad()
+    policy.model.gradient_checkpointing_enable({"use_reentrant": False})
+    policy.model.train()
+    chosen, _ = policy.pair_logps(batch)  # the recompute in backward goes through SDPA again
+    chosen.sum().backward()
+    for a, p in zip(plain, policy.model.parameters()):
+        assert torch.allclose(a, p.grad, atol=1e-5)
+
+
+def test_padding_free_hidden_states_are_zero_at_padding(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    batch = pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), policy.tokenizer.pad_token_id)
+    with torch.no_grad():
+        hidden = unpadded_hidden_states(policy.model, batch)
+        padded = _eager_twin(policy, tiny_model_dir)
+        reference = padded.final_hidden_states(**padded.packed_inputs(batch))
+    real = batch.segments != PADDING
+    assert hidden.shape == reference.shape
+    assert torch.allclose(hidden[real], reference[real], atol=1e-5)
+    assert hidden[~real].abs().max() == 0

@@ -63,26 +63,32 @@ class Policy(PretrainedModel):
         return cls.load(path, dtype, device)
 
     # ---- log-probabilities ---------------------------------------------------------------
-    def _scored_logps(self, inputs: dict[str, torch.Tensor], tokens: ScoredTokens) -> torch.Tensor:
-        """log π of the scored tokens. A plain linear LM head runs on those tokens only (see
-        :func:`head_logps`), after the model's own forward (so a data-parallel wrapper sees the
-        call) with its head at one position; a head that scales, caps or biases its logits
-        (e.g. Gemma's soft-capping) runs the model's full forward instead."""
+    def _scored_logps(
+        self, tokens: ScoredTokens, inputs: dict[str, torch.Tensor] | None = None,
+        packed: PairBatch | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        """log π of the scored tokens of an encoded batch (``inputs``) or of packed pairs.
+
+        A plain linear LM head runs on those tokens only (see :func:`head_logps`), after the
+        model's own forward (so a data-parallel wrapper sees the call) with its head at one
+        position; a head that scales, caps or biases its logits (e.g. Gemma's soft-capping)
+        runs the model's full forward instead.
+        """
         model = getattr(self.model, "module", self.model)
         head = model.get_output_embeddings()
         config = model.config.get_text_config()
         changed = [
             getattr(config, k, None)
-            for k in (
-                "final_logit_softcapping",
-                "logit_scale",
-                "logits_scaling",
-                "output_multiplier",
-            )
-        ]
+            for k in ("final_logit_softcapping", "logit_scale", "logits_scaling",
+                      "output_multiplier")
+        ]  # fmt: skip
         if getattr(head, "bias", None) is None and all(v in (None, 1, 1.0) for v in changed):
-            hidden = self.final_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
+            if packed is not None:
+                hidden = self.packed_hidden_states(packed, logits_to_keep=1, use_cache=False)
+            else:
+                hidden = self.final_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
             return head_logps(hidden, head, tokens)
+        inputs = self.packed_inputs(packed) if packed is not None else inputs
         logits = self.model(**inputs, use_cache=False).logits.flatten(0, 1)
         return gather_token_logps(logits.index_select(0, tokens.sources), tokens.labels)
 
@@ -98,14 +104,14 @@ class Policy(PretrainedModel):
         sources = row * width + targets % (width - 1)  # position t predicts token t + 1
         labels = batch.input_ids[:, 1:].flatten()[targets]
         inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
-        logps = self._scored_logps(inputs, ScoredTokens(sources, labels, row))
+        logps = self._scored_logps(ScoredTokens(sources, labels, row), inputs)
         flat = torch.zeros(rows * (width - 1), dtype=logps.dtype, device=logps.device)
         return flat.index_put((targets,), logps).view(rows, width - 1)
 
     def pair_logps(self, batch: PairBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Summed log-probs of the chosen and of the rejected responses of packed pairs [B]."""
         batch = batch.to(self.device)
-        logps = self._scored_logps(self.packed_inputs(batch), batch.scored)
+        logps = self._scored_logps(batch.scored, packed=batch)
         rows = batch.input_ids.shape[0]
         sums = logps.new_zeros(2 * rows).index_add(0, batch.scored.sequences, logps)
         return sums[:rows], sums[rows:]

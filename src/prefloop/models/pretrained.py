@@ -13,6 +13,7 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from prefloop.data.records import Prompt, prompt_text
 from prefloop.models.packing import PairBatch
+from prefloop.models.padding_free import supports_padding_free, unpadded_hidden_states
 
 
 class ModelPathError(ValueError):
@@ -122,6 +123,13 @@ class PretrainedModel:
         """The last layer's (normed) hidden states [B, T, H], through the model's own forward
         (so a data-parallel wrapper sees the call)."""
         return self.model(**inputs, output_hidden_states=True).hidden_states[-1]
+
+    def packed_hidden_states(self, batch: PairBatch, **inputs: Any) -> torch.Tensor:
+        """:meth:`final_hidden_states` of packed pairs [B, T, H]; on the real tokens only
+        (see :mod:`prefloop.models.padding_free`) where the model attends through SDPA."""
+        if supports_padding_free(self.model):
+            return unpadded_hidden_states(self.model, batch, **inputs)
+        return self.final_hidden_states(**self.packed_inputs(batch), **inputs)
 
     def packed_inputs(self, batch: PairBatch) -> dict[str, torch.Tensor]:
         """Model inputs of packed pairs: ids, positions and the block mask (boolean for SDPA

@@ -64,7 +64,7 @@ class RewardModel(PretrainedModel):
         """Rewards of the chosen and the rejected responses of packed pairs (the prompt computed
         once per pair), read at each response's last token; [B] each, or [B, K] with K heads."""
         batch = batch.to(self.device)
-        hidden = self.final_hidden_states(**self.packed_inputs(batch))
+        hidden = self.packed_hidden_states(batch)
         rows = torch.arange(hidden.shape[0], device=hidden.device).unsqueeze(1)
         head = getattr(self.model, "module", self.model).score
         rewards = head(hidden[rows, batch.ends]).float()  # [B, 2, K]
