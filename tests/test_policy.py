@@ -191,10 +191,26 @@ def test_padding_free_hidden_states_are_zero_at_padding(tiny_model_dir):
     policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
     batch = pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), policy.tokenizer.pad_token_id)
     with torch.no_grad():
-        hidden = unpadded_hidden_states(policy.model, batch)
+        hidden = unpadded_hidden_states(
+            policy.model, batch.input_ids, batch.position_ids, batch.segments
+        )
         padded = _eager_twin(policy, tiny_model_dir)
         reference = padded.final_hidden_states(**padded.packed_inputs(batch))
     real = batch.segments != PADDING
     assert hidden.shape == reference.shape
     assert torch.allclose(hidden[real], reference[real], atol=1e-5)
     assert hidden[~real].abs().max() == 0
+
+
+def test_padding_free_right_padded_rows_equal_padded_rows_with_gradients(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    padded = _eager_twin(policy, tiny_model_dir)
+    batch = policy.encode(PROMPTS, RESPONSES)
+    assert (batch.attention_mask == 0).sum() > 0
+    found = []
+    for model in (policy, padded):
+        logps = model.token_logps(batch)
+        (logps * torch.arange(logps.shape[1])).sum().backward()  # every position weighs in
+        found.append([logps.detach()] + [p.grad for p in model.model.parameters()])
+    for a, b in zip(*found):
+        assert torch.allclose(a, b, atol=1e-5)

@@ -30,6 +30,24 @@ class ScoredTokens:
         return ScoredTokens(*(t.to(device) for t in (self.sources, self.labels, self.sequences)))
 
 
+def block_attention_mask(
+    segments: torch.Tensor, additive: torch.dtype | None = None
+) -> torch.Tensor:
+    """[B, 1, T, T] from segment ids [B, T]: causal, the prompt visible to every later
+    position, a response visible only to itself; a padding position sees only itself (a query
+    that sees no key would give NaNs). Boolean (True: attend), or with ``additive`` 0 / the
+    dtype's minimum. Rows of PROMPT and PADDING only give the plain causal padded mask."""
+    width = segments.shape[1]
+    causal = torch.ones(width, width, dtype=torch.bool, device=segments.device).tril()
+    query, key = segments.unsqueeze(2), segments.unsqueeze(1)
+    allowed = causal & ((key == PROMPT) | (key == query)) & (query != PADDING)
+    allowed |= torch.eye(width, dtype=torch.bool, device=segments.device) & (query == PADDING)
+    if additive is None:
+        return allowed.unsqueeze(1)
+    mask = torch.zeros(allowed.shape, dtype=additive, device=segments.device)
+    return mask.masked_fill(~allowed, torch.finfo(additive).min).unsqueeze(1)
+
+
 @dataclass
 class PairBatch:
     """Packed pairs: one row each, with the block mask and positions that keep them apart.
@@ -46,19 +64,8 @@ class PairBatch:
     ends: torch.Tensor  # [B, 2]: positions of the chosen and the rejected last tokens
 
     def attention_mask(self, additive: torch.dtype | None = None) -> torch.Tensor:
-        """[B, 1, T, T]: causal, the prompt visible to both responses, the responses hidden
-        from each other; a padding position sees only itself (a query that sees no key would
-        give NaNs). Boolean (True: attend), or with ``additive`` 0 / the dtype's minimum."""
-        seg = self.segments
-        width = seg.shape[1]
-        causal = torch.ones(width, width, dtype=torch.bool, device=seg.device).tril()
-        query, key = seg.unsqueeze(2), seg.unsqueeze(1)
-        allowed = causal & ((key == PROMPT) | (key == query)) & (query != PADDING)
-        allowed |= torch.eye(width, dtype=torch.bool, device=seg.device) & (query == PADDING)
-        if additive is None:
-            return allowed.unsqueeze(1)
-        mask = torch.zeros(allowed.shape, dtype=additive, device=seg.device)
-        return mask.masked_fill(~allowed, torch.finfo(additive).min).unsqueeze(1)
+        """[B, 1, T, T] block mask of the pairs (see :func:`block_attention_mask`)."""
+        return block_attention_mask(self.segments, additive)
 
     def to(self, device: torch.device | str) -> PairBatch:
         return PairBatch(

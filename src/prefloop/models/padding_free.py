@@ -1,10 +1,11 @@
-"""Packed pairs without padding: the model runs on a batch's real tokens only.
+"""Batches without padding: the model runs on a batch's real tokens only.
 
-A packed batch [B, T] pads every pair row to the longest one, and the projections and MLPs,
+A batch [B, T] pads every row (a packed pair, or a prompt and response) to the longest one,
+and the projections and MLPs,
 which act token by token, would spend that share of their FLOPs on padding. Here the batch's
 real tokens go through the model as one row [1, N]. Attention, the one step that mixes
 positions, scatters its queries, keys and values back into the [B, T] rows, runs SDPA there
-with the pair block mask, and gathers its output again: the same numbers as the padded rows.
+with the rows' (block) mask, and gathers its output again: the same numbers as the padded rows.
 
 It is routed through transformers' attention interface: its ``sdpa`` entry is wrapped so that
 a call carrying an ``unpadded`` argument (which only this module passes) takes this path and
@@ -20,7 +21,7 @@ from typing import Any
 import torch
 from transformers import AttentionInterface
 
-from prefloop.models.packing import PADDING, PairBatch
+from prefloop.models.packing import PADDING, PROMPT, block_attention_mask
 
 _transformers_sdpa = AttentionInterface._global_mapping["sdpa"]
 
@@ -64,19 +65,30 @@ def supports_padding_free(model: torch.nn.Module) -> bool:
     )
 
 
-def unpadded_hidden_states(model: torch.nn.Module, batch: PairBatch, **kwargs: Any) -> torch.Tensor:
-    """The last layer's hidden states of packed pairs [B, T, H], computed on the real tokens
-    only (zeros at padding), through the model's own forward."""
-    real = (batch.segments != PADDING).flatten().nonzero().squeeze(-1)
-    rows, width = batch.input_ids.shape
+def unpadded_hidden_states(
+    model: torch.nn.Module, input_ids: torch.Tensor, position_ids: torch.Tensor,
+    segments: torch.Tensor, **kwargs: Any,
+) -> torch.Tensor:  # fmt: skip
+    """The last layer's hidden states [B, T, H] of a padded batch whose positions are marked
+    by ``segments`` (see :mod:`prefloop.models.packing`), computed on the real tokens only
+    (zeros at padding), through the model's own forward."""
+    real = (segments != PADDING).flatten().nonzero().squeeze(-1)
+    rows, width = input_ids.shape
     unpadded = Unpadding(real, rows, width)
-    out = model(input_ids=batch.input_ids.flatten()[real].unsqueeze(0),
-                position_ids=batch.position_ids.flatten()[real].unsqueeze(0),
-                attention_mask=batch.attention_mask(), unpadded=unpadded,
+    out = model(input_ids=input_ids.flatten()[real].unsqueeze(0),
+                position_ids=position_ids.flatten()[real].unsqueeze(0),
+                attention_mask=block_attention_mask(segments), unpadded=unpadded,
                 output_hidden_states=True, **kwargs)  # fmt: skip
     if unpadded.calls == 0:
         raise RuntimeError(f"{type(model).__name__} did not attend through transformers' SDPA "
-                           "interface; padding-free pairs need it")  # fmt: skip
+                           "interface; padding-free batches need it")  # fmt: skip
     hidden = out.hidden_states[-1][0]
     padded = hidden.new_zeros(rows * width, hidden.shape[-1]).index_copy(0, real, hidden)
     return padded.view(rows, width, -1)
+
+
+def right_padded_segments(attention_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Segment ids (every real token one PROMPT segment: plain causal attention) and position
+    ids of a right-padded batch."""
+    segments = torch.where(attention_mask.bool(), PROMPT, PADDING)
+    return segments, (attention_mask.cumsum(-1) - 1).clamp(min=0)

@@ -86,7 +86,7 @@ class Policy(PretrainedModel):
             if packed is not None:
                 hidden = self.packed_hidden_states(packed, logits_to_keep=1, use_cache=False)
             else:
-                hidden = self.final_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
+                hidden = self.padded_hidden_states(**inputs, logits_to_keep=1, use_cache=False)
             return head_logps(hidden, head, tokens)
         inputs = self.packed_inputs(packed) if packed is not None else inputs
         logits = self.model(**inputs, use_cache=False).logits.flatten(0, 1)

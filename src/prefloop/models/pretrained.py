@@ -13,7 +13,11 @@ from transformers import AutoTokenizer, PreTrainedModel
 
 from prefloop.data.records import Prompt, prompt_text
 from prefloop.models.packing import PairBatch
-from prefloop.models.padding_free import supports_padding_free, unpadded_hidden_states
+from prefloop.models.padding_free import (
+    right_padded_segments,
+    supports_padding_free,
+    unpadded_hidden_states,
+)
 
 
 class ModelPathError(ValueError):
@@ -124,11 +128,23 @@ class PretrainedModel:
         (so a data-parallel wrapper sees the call)."""
         return self.model(**inputs, output_hidden_states=True).hidden_states[-1]
 
+    def padded_hidden_states(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, **inputs: Any
+    ) -> torch.Tensor:
+        """:meth:`final_hidden_states` of a right-padded batch; on the real tokens only (see
+        :mod:`prefloop.models.padding_free`) where the model attends through SDPA."""
+        if supports_padding_free(self.model) and not attention_mask.bool().all():
+            segments, positions = right_padded_segments(attention_mask)
+            return unpadded_hidden_states(self.model, input_ids, positions, segments, **inputs)
+        return self.final_hidden_states(input_ids=input_ids, attention_mask=attention_mask,
+                                        **inputs)  # fmt: skip
+
     def packed_hidden_states(self, batch: PairBatch, **inputs: Any) -> torch.Tensor:
         """:meth:`final_hidden_states` of packed pairs [B, T, H]; on the real tokens only
-        (see :mod:`prefloop.models.padding_free`) where the model attends through SDPA."""
+        where the model attends through SDPA."""
         if supports_padding_free(self.model):
-            return unpadded_hidden_states(self.model, batch, **inputs)
+            return unpadded_hidden_states(self.model, batch.input_ids, batch.position_ids,
+                                          batch.segments, **inputs)  # fmt: skip
         return self.final_hidden_states(**self.packed_inputs(batch), **inputs)
 
     def packed_inputs(self, batch: PairBatch) -> dict[str, torch.Tensor]:
