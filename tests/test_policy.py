@@ -4,7 +4,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from prefloop.models.packing import PADDING, pack_pairs
 from prefloop.models.padding_free import supports_padding_free, unpadded_hidden_states
-from prefloop.models.policy import Policy
+from prefloop.models.policy import HEAD_CHUNK, HEAD_KEEP_BYTES, Policy, head_logps
 from prefloop.models.reward import RewardModel
 
 PROMPTS = [
@@ -212,5 +212,21 @@ def test_padding_free_right_padded_rows_equal_padded_rows_with_gradients(tiny_mo
         logps = model.token_logps(batch)
         (logps * torch.arange(logps.shape[1])).sum().backward()  # every position weighs in
         found.append([logps.detach()] + [p.grad for p in model.model.parameters()])
+    for a, b in zip(*found):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_chunked_recomputed_head_equals_one_kept_product(tiny_model_dir):
+    policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+    batch = pack_pairs(policy.tokenize(PROMPTS, CHOSEN, REJECTED), policy.tokenizer.pad_token_id)
+    head = policy.model.get_output_embeddings()
+    found = []
+    for chunk, keep_bytes in ((HEAD_CHUNK, HEAD_KEEP_BYTES), (5, 0)):  # kept; 5-token chunks
+        hidden = policy.packed_hidden_states(batch, logits_to_keep=1)
+        logps = head_logps(hidden, head, batch.scored, chunk=chunk, keep_bytes=keep_bytes)
+        (logps * torch.arange(len(logps))).sum().backward()
+        found.append([logps.detach()] + [p.grad.clone() for p in policy.model.parameters()])
+        policy.model.zero_grad()
+    assert len(batch.scored.labels) > 5  # more than one chunk
     for a, b in zip(*found):
         assert torch.allclose(a, b, atol=1e-5)

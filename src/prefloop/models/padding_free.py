@@ -39,7 +39,7 @@ class Unpadding:
         """[1, heads, N, d] → [rows, heads, width, d], zeros at padding."""
         flat = states[0].transpose(0, 1)
         padded = flat.new_zeros(self.rows * self.width, *flat.shape[1:])
-        padded = padded.index_copy(0, self.index, flat)
+        padded[self.index] = flat  # an index_put saves only the index for backward
         return padded.view(self.rows, self.width, *flat.shape[1:]).transpose(1, 2)
 
 
@@ -83,7 +83,8 @@ def unpadded_hidden_states(
         raise RuntimeError(f"{type(model).__name__} did not attend through transformers' SDPA "
                            "interface; padding-free batches need it")  # fmt: skip
     hidden = out.hidden_states[-1][0]
-    padded = hidden.new_zeros(rows * width, hidden.shape[-1]).index_copy(0, real, hidden)
+    padded = hidden.new_zeros(rows * width, hidden.shape[-1])
+    padded[real] = hidden
     return padded.view(rows, width, -1)
 
 

@@ -15,8 +15,11 @@ from prefloop.models.pretrained import PretrainedModel, TokenizedBatch, default_
 
 __all__ = ["Policy", "TokenizedBatch", "default_device", "gather_token_logps", "head_logps"]
 
-#: Scored tokens per LM-head chunk: the [chunk × vocab] logits are all that is ever held.
+#: Scored tokens per LM-head chunk when the logits are not all kept.
 HEAD_CHUNK = 1024
+#: Logits up to this size (bytes) are computed in one product and kept for backward; larger
+#: ones are computed a chunk at a time and, with gradients, each chunk recomputed in backward.
+HEAD_KEEP_BYTES = 128 * 2**20
 
 
 def gather_token_logps(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -30,25 +33,31 @@ def _chunk_logps(hidden: torch.Tensor, weight: torch.Tensor, labels: torch.Tenso
 
 
 def head_logps(
-    hidden: torch.Tensor, head: torch.nn.Module, tokens: ScoredTokens, chunk: int = HEAD_CHUNK
+    hidden: torch.Tensor,
+    head: torch.nn.Module,
+    tokens: ScoredTokens,
+    chunk: int = HEAD_CHUNK,
+    keep_bytes: int = HEAD_KEEP_BYTES,
 ) -> torch.Tensor:
     """log p(label) of the scored tokens only, from the final hidden states [B, T, H].
 
-    The LM head runs on ``chunk`` tokens at a time and, with gradients and more than one
-    chunk, each chunk's logits are recomputed in backward instead of kept, so [tokens × vocab]
-    never sits in memory (a single chunk is kept: recomputing it would save nothing).
+    Small [tokens × vocab] logits are one product, kept for backward. Larger ones run
+    ``chunk`` tokens at a time, and with gradients each chunk's logits are recomputed in
+    backward instead of kept, so they never all sit in memory (the recompute costs a third
+    more head FLOPs, which only pays where memory is short).
     """
     picked = hidden.flatten(0, 1).index_select(0, tokens.sources)
     weight = head.weight
+    if len(picked) * len(weight) * max(picked.element_size(), 4) <= keep_bytes:
+        return _chunk_logps(picked, weight, tokens.labels)
     parts = []
-    recompute = torch.is_grad_enabled() and len(picked) > chunk
     for start in range(0, len(picked), chunk):
         args = (picked[start : start + chunk], weight, tokens.labels[start : start + chunk])
-        if recompute:
+        if torch.is_grad_enabled():
             parts.append(checkpoint(_chunk_logps, *args, use_reentrant=False))
         else:
             parts.append(_chunk_logps(*args))
-    return torch.cat(parts) if parts else picked.new_zeros(0)
+    return torch.cat(parts)
 
 
 class Policy(PretrainedModel):
