@@ -21,10 +21,11 @@ def invoke(*args):
 
 
 def test_train_rm_then_eval_it_against_the_gold_reward(tiny_model_dir, pair_files, tmp_path):
-    out = tmp_path / "rm"
-    invoke("train-rm", tiny_model_dir, pair_files["jsonl"], "--out", out, "--epochs", 1,
-           "--lr", 1e-3, "--batch-size", 8)  # fmt: skip
+    out = tmp_path / ("a-run-directory-whose-path-is-longer-than-one-line-of-a-terminal-" * 2)
+    result = invoke("train-rm", tiny_model_dir, pair_files["jsonl"], "--out", out, "--epochs", 1,
+                    "--lr", 1e-3, "--batch-size", 8)  # fmt: skip
     assert (out / "model.safetensors").exists()
+    assert f"rm: saved to {out} (" in result.output  # on one line, whatever the path's length
     config = json.loads((out / "run_config.json").read_text())
     assert config["config"]["command"] == "train rm" and "transformers" in config["environment"]
     assert config["config"]["launch"] == {
