@@ -86,6 +86,22 @@ def test_resume_after_interruption_matches_an_uninterrupted_run(tiny_model_dir, 
     assert (run / "model.safetensors").exists()  # the final model, written by the engine
 
 
+def test_gradient_checkpointing_recomputes_layers_and_trains_the_same(
+    tiny_model_dir, world, tmp_path
+):
+    trained = {}
+    for recompute in (False, True):
+        policy = Policy.from_pretrained(tiny_model_dir, device="cpu")
+        result = train_sft(policy, sft_examples(world), config(gradient_checkpointing=recompute),
+                           tmp_path / str(recompute), show_progress=False)  # fmt: skip
+        layers = policy.model.base_model.layers
+        assert [layer.gradient_checkpointing for layer in layers] == [recompute] * len(layers)
+        trained[recompute] = result.final_loss, list(policy.model.parameters())
+    assert trained[True][0] == pytest.approx(trained[False][0], abs=1e-6)
+    for a, b in zip(trained[False][1], trained[True][1]):
+        assert torch.allclose(a, b, atol=1e-5)
+
+
 def test_a_partial_checkpoint_left_by_a_kill_is_ignored_on_resume(tmp_path):
     straight = Linear()
     fit(straight.task(), TrainConfig(batch_size=2, max_steps=6), tmp_path / "a",

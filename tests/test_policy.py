@@ -6,6 +6,7 @@ from prefloop.models.packing import PADDING, pack_pairs
 from prefloop.models.padding_free import supports_padding_free, unpadded_hidden_states
 from prefloop.models.policy import HEAD_CHUNK, HEAD_KEEP_BYTES, Policy, head_logps
 from prefloop.models.reward import RewardModel
+from prefloop.train.engine import checkpoint_activations
 
 PROMPTS = [
     "write a review of the kettle that mentions the price .",
@@ -179,7 +180,7 @@ def test_padding_free_runs_under_gradient_checkpointing(tiny_model_dir):
     chosen.sum().backward()
     plain = [p.grad.clone() for p in policy.model.parameters()]
     policy.model.zero_grad()
-    policy.model.gradient_checkpointing_enable({"use_reentrant": False})
+    checkpoint_activations(policy.model)
     policy.model.train()
     chosen, _ = policy.pair_logps(batch)  # the recompute in backward goes through SDPA again
     chosen.sum().backward()

@@ -131,6 +131,18 @@ class Trainable:
         return getattr(self.owner, self.attribute)
 
 
+def checkpoint_activations(module: torch.nn.Module) -> None:
+    """Recompute a transformers model's layer activations in backward instead of keeping them.
+
+    transformers 5 names it activation checkpointing (the old name warns and goes in v6); a
+    module that is not a transformers model (a scalar head) keeps its activations."""
+    enable = getattr(module, "activation_checkpointing_enable", None) or getattr(
+        module, "gradient_checkpointing_enable", None
+    )
+    if enable is not None:
+        enable({"use_reentrant": False})
+
+
 @dataclass
 class Task:
     """What one training run optimises; built by a method's recipe, run by :func:`fit`."""
@@ -269,8 +281,7 @@ def fit(
     modules = [t.module for t in task.trainables]
     if config.gradient_checkpointing:
         for module in modules:
-            if hasattr(module, "gradient_checkpointing_enable"):
-                module.gradient_checkpointing_enable({"use_reentrant": False})
+            checkpoint_activations(module)
     params = [p for m in modules for p in m.parameters() if p.requires_grad]
     # one fused kernel over all parameters (about a third of the per-parameter loop's time on CPU)
     fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params)
