@@ -58,7 +58,8 @@ train_app = typer.Typer(
     "lists its settings.",
 )
 app.add_typer(train_app, name="train")
-console = Console()
+# lines are never wrapped: a path printed in a log stays whole (a terminal still wraps them)
+console = Console(soft_wrap=True)
 
 Out = Annotated[Path, typer.Option("--out", help="Output directory (created if missing).")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same numbers.")]

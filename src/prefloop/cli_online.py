@@ -171,10 +171,9 @@ def online_command(name: str, console: Console):
         result = train_online(config, online, train, run["out"], resume=run["resume"],
                               overwrite=run["overwrite"], record=record)  # fmt: skip
         if PartialState().is_main_process:
-            # unwrapped, so that the path reads whole in a log
             console.print(f"{name}: saved to {run['out']} ({result.steps} steps, "
                           f"{judge.labels_used if judge else 0} labels, "
-                          f"loss {result.final_loss:.4f})", soft_wrap=True)  # fmt: skip
+                          f"loss {result.final_loss:.4f})")  # fmt: skip
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = (cls.__doc__ or name).strip().splitlines()[0]

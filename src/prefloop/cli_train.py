@@ -101,9 +101,8 @@ def method_command(method: Method, console: Console):
                          "record": record})  # fmt: skip
         result = method.recipe(config, inputs)
         if PartialState().is_main_process:
-            # unwrapped, so that the path reads whole in a log
             console.print(f"{method.name}: saved to {run['out']} ({result.steps} steps, "
-                          f"loss {result.final_loss:.4f})", soft_wrap=True)  # fmt: skip
+                          f"loss {result.final_loss:.4f})")  # fmt: skip
 
     command.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
     command.__doc__ = (method.config.__doc__ or method.name).strip().splitlines()[0]
